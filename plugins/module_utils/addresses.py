@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: Keel maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Address and port handling shared by Keel's plugins.
+
+Everything here is pure Python (standard library only) so that it runs on the controller
+(filters) and on managed hosts (modules) alike, and so that the rules it encodes can be
+unit-tested without a host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+class AddressError(ValueError):
+    """A value that should be an address, a network or a port is not one.
+
+    The message always names where the value came from (for example
+    ``firewall_rules[2].from_cidrs[0]``) so that the user can find it.
+    """
+
+
+def parse_network(value, where):
+    """Return an ``ip_network`` for an address or CIDR, host bits allowed (10.0.0.5/24)."""
+    if not isinstance(value, str) or not value.strip():
+        raise AddressError("%s: expected an IP address or CIDR, got %r" % (where, value))
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise AddressError("%s: %r is not a valid IP address or CIDR" % (where, value))
+
+
+def is_ip_address(value):
+    """True when ``value`` is a single IPv4 or IPv6 address (not a name, not a network)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def split_families(networks):
+    """Split networks into IPv4 and IPv6 lists, merged and sorted.
+
+    Overlapping and adjacent networks are merged (nftables refuses overlapping intervals in a
+    set), and single addresses are written without a prefix length, as nftables prints them.
+    """
+    out = {}
+    for version, family in ((4, "v4"), (6, "v6")):
+        merged = ipaddress.collapse_addresses(n for n in networks if n.version == version)
+        out[family] = [str(n.network_address) if n.num_addresses == 1 else str(n) for n in merged]
+    return out
+
+
+def parse_port(value, where):
+    """Return a port number from an int or a numeric string; reject anything outside 1-65535."""
+    if isinstance(value, bool):
+        raise AddressError("%s: expected a port number, got %r" % (where, value))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise AddressError("%s: %r is not a port number (1-65535)" % (where, value))
+    return value
+
+
+def host_addresses(host, host_vars, override_var):
+    """Addresses of an inventory host: ``override_var`` if set, else ``ansible_host``.
+
+    A host whose ``ansible_host`` is a DNS name must list its addresses in ``override_var``:
+    a firewall rule must not depend on name resolution at load time.
+    """
+    override = host_vars.get(override_var)
+    if override:
+        if isinstance(override, str):
+            override = [override]
+        return [parse_network(a, "%s of host %s" % (override_var, host)) for a in override]
+    address = host_vars.get("ansible_host", host)
+    if not is_ip_address(address):
+        raise AddressError(
+            "host %s: ansible_host %r is not an IP address; list the host's addresses in %s"
+            % (host, address, override_var)
+        )
+    return [ipaddress.ip_network(address.strip())]
