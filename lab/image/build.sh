@@ -64,6 +64,9 @@ for unit in systemd-remount-fs.service getty@tty1.service console-getty.service 
 done
 # Keep the image small and apt quiet about missing caches.
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
+# apt's cache_valid_time looks at this directory's age: make the emptied index look stale,
+# as on a fresh install, so the first converge updates it.
+touch -d @0 "$rootfs/var/lib/apt/lists"
 
 tar -C "$rootfs" -c . | docker import \
   --change 'CMD ["/lib/systemd/systemd"]' \
