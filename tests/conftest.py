@@ -1,0 +1,7 @@
+# Make `ansible_collections.keel.platform` importable from this checkout (collections/ holds a
+# link to it), next to the collections bundled with the `ansible` package.
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "collections"))
