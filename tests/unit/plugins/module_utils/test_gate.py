@@ -1,0 +1,120 @@
+import pytest
+
+from ansible_collections.keel.platform.plugins.module_utils import gate
+from ansible_collections.keel.platform.plugins.module_utils.gate import Outcome
+
+
+class FakeTime(object):
+    """A clock that only moves when the gate sleeps (plus a fixed cost per check run)."""
+
+    def __init__(self, check_cost=0.0):
+        self.now = 0.0
+        self.check_cost = check_cost
+        self.sleeps = []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def scripted(results, clock=None, latency=1.0):
+    """A check that returns the scripted pass/fail sequence (the last one repeats)."""
+    state = {"i": 0}
+
+    def run():
+        ok = results[min(state["i"], len(results) - 1)]
+        state["i"] += 1
+        if clock is not None:
+            clock.now += clock.check_cost
+        return Outcome(ok, value="v%d" % state["i"], error=None if ok else "bad #%d" % state["i"], latency_ms=latency * state["i"])
+
+    return run
+
+
+def run(checks, ft, **kw):
+    return gate.run(checks, clock=ft.clock, sleep=ft.sleep, **kw)
+
+
+def test_opens_after_success_threshold_consecutive_rounds():
+    ft = FakeTime()
+    healthy, report = run([("a", "tcp", scripted([True, False, True, True, True]))], ft, success_threshold=3, interval=1, timeout=60)
+    assert healthy and report["rounds"] == 5 and report["reason"] == "3 consecutive passing round(s)"
+    assert ft.sleeps == [1, 1, 1, 1]
+
+
+def test_all_checks_must_pass_in_the_same_round():
+    ft = FakeTime()
+    a = scripted([True, False] * 5)
+    b = scripted([False, True] * 5)
+    healthy, report = run([("a", "tcp", a), ("b", "tcp", b)], ft, success_threshold=1, interval=1, timeout=5)
+    # Each check passes every other round but never together: the gate never opens.
+    assert not healthy and report["reason"] == "timeout of 5s reached"
+    assert [c["passes"] for c in report["checks"]] == [report["rounds"] // 2 + report["rounds"] % 2, report["rounds"] // 2]
+
+
+def test_failure_threshold_gives_up_early():
+    ft = FakeTime()
+    healthy, report = run([("a", "http", scripted([True, False, False, False, True]))], ft, success_threshold=2, failure_threshold=3, interval=2, timeout=600)
+    assert not healthy and report["rounds"] == 4 and "failure_threshold" in report["reason"]
+    assert ft.now == 6
+
+
+def test_timeout_never_starts_a_round_it_cannot_finish():
+    ft = FakeTime()
+    healthy, report = run([("a", "tcp", scripted([False]))], ft, interval=4, timeout=10)
+    # Rounds at t=0, 4, 8; a fourth at 12 would pass the timeout.
+    assert not healthy and report["rounds"] == 3 and ft.now == 8
+
+
+def test_slow_checks_count_against_the_timeout():
+    ft = FakeTime(check_cost=3)
+    healthy, report = run([("a", "tcp", scripted([False], clock=ft))], ft, interval=1, timeout=10)
+    assert not healthy and report["rounds"] == 3
+
+
+def test_report_has_latency_percentiles_and_last_values():
+    ft = FakeTime()
+    healthy, report = run([("a", "tcp", scripted([False, True, True], latency=10.0))], ft, success_threshold=2, interval=1, timeout=60)
+    check = report["checks"][0]
+    assert healthy and check["attempts"] == 3 and check["passes"] == 2 and check["status"] == "passing"
+    assert check["latency_p50_ms"] == 20.0 and check["latency_p95_ms"] == 30.0
+    assert check["last_error"] == "bad #1" and check["last_value"] == "v3"
+
+
+def test_a_check_that_raises_fails_with_the_exception():
+    def boom():
+        raise OSError("no route")
+
+    healthy, report = run([("x", "command", boom)], FakeTime(), interval=1, timeout=1.5)
+    assert not healthy and report["checks"][0]["last_error"] == "OSError: no route"
+    assert report["checks"][0]["latency_p50_ms"] is None
+
+
+def test_failure_message_names_the_check_how_and_last_value():
+    healthy, report = run([("ok", "tcp", scripted([True])), ("api", "http", scripted([False]))], FakeTime(), interval=1, timeout=2)
+    message = gate.failure_message(report)
+    assert "api (http): bad #" in message and "[last value: v" in message and "ok (tcp)" not in message
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"success_threshold": 0}, "success_threshold must be at least 1"),
+        ({"failure_threshold": -1}, "failure_threshold must be 0"),
+        ({"interval": 0}, "interval must be more than 0"),
+        ({"interval": -2}, "interval must be more than 0"),
+        ({"timeout": 0}, "timeout must be more than 0"),
+    ],
+)
+def test_invalid_gate_settings(kw, message):
+    with pytest.raises(gate.GateConfigError, match=message):
+        gate.run([("a", "tcp", scripted([True]))], **kw)
+
+
+def test_percentile_nearest_rank():
+    assert gate.percentile([5], 0.95) == 5
+    assert gate.percentile(list(range(1, 101)), 0.5) == 50
+    assert gate.percentile(list(range(1, 101)), 0.95) == 95

@@ -1,0 +1,177 @@
+import socket
+import threading
+
+import pytest
+
+from ansible_collections.keel.platform.plugins.module_utils import health_checks as hc
+
+
+def opts(**kw):
+    base = {"timeout": 2.0, "role": "any"}
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize(
+    "checks,message",
+    [
+        ([{"type": "ftp", "timeout": 1}], r"checks\[0\]: unknown check type 'ftp'"),
+        ([opts(type="http")], r"checks\[0\] \(http\[0\]\): a http check needs url"),
+        ([opts(type="tcp", host="x")], "a tcp check needs port"),
+        ([opts(type="command", argv=[])], "a command check needs argv"),
+        ([opts(type="tcp", host="x", port=1, name="a"), opts(type="tcp", host="x", port=2, name="a")], r"checks\[1\]: the name 'a' is used twice"),
+        ([opts(type="tcp", host="x", port=1, timeout=0)], "timeout must be more than 0"),
+        ([opts(type="postgresql", role="master")], "role 'master' does not apply to a postgresql check"),
+        ([opts(type="redis", role="primary")], "role 'primary' does not apply to a redis check"),
+        ([opts(type="tcp", host="x", port=1, role="replica")], "does not apply to a tcp check"),
+    ],
+)
+def test_build_rejects_bad_checks_naming_them(checks, message):
+    with pytest.raises(hc.CheckConfigError, match=message):
+        hc.build(checks)
+
+
+def test_json_field_paths():
+    doc = {"status": {"db": "up"}, "items": [{"ok": True}]}
+    assert hc._json_field(doc, "status.db") == "up"
+    assert hc._json_field(doc, "items.0.ok") is True
+    with pytest.raises(KeyError):
+        hc._json_field(doc, "items.3.ok")
+
+
+def fake_redis(replies):
+    """A socket peer that answers each command with the next scripted RESP reply."""
+    server, client = socket.socketpair()
+    seen = []
+
+    def serve():
+        reader = server.makefile("rb")
+        for reply in replies:
+            count = int(reader.readline()[1:])
+            args = []
+            for _index in range(count):
+                length = int(reader.readline()[1:])
+                args.append(reader.read(length + 2)[:-2].decode())
+            seen.append(args)
+            server.sendall(reply)
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return client, seen
+
+
+def test_redis_protocol_auth_ping_info(monkeypatch):
+    info = b"# Replication\r\nrole:slave\r\nmaster_link_status:down\r\n"
+    client, seen = fake_redis([b"+OK\r\n", b"+PONG\r\n", b"$%d\r\n%s\r\n" % (len(info), info)])
+    monkeypatch.setattr(hc.socket, "create_connection", lambda *a, **k: client)
+    outcome = hc.redis_check(opts(type="redis", password="s3cret", role="replica", require_master_link=True))()
+    assert seen == [["AUTH", "s3cret"], ["PING"], ["INFO", "replication"]]
+    assert not outcome.ok and outcome.error == "master link is down" and outcome.value == "replica, master link down"
+
+
+def test_redis_auth_error_is_reported(monkeypatch):
+    client, _seen = fake_redis([b"-WRONGPASS invalid username-password pair\r\n"])
+    monkeypatch.setattr(hc.socket, "create_connection", lambda *a, **k: client)
+    outcome = hc.redis_check(opts(type="redis", password="nope"))()
+    assert not outcome.ok and "WRONGPASS" in outcome.error
+
+
+class FakeCursor(object):
+    def __init__(self, row):
+        self.row = row
+
+    def execute(self, sql):
+        self.sql = sql
+
+    def fetchone(self):
+        return self.row
+
+
+class FakePg(object):
+    def __init__(self, row=None, error=None):
+        self.row, self.error = row, error
+
+    def connect(self, **kw):
+        if self.error:
+            raise self.error
+        pg = self
+
+        class Conn(object):
+            def cursor(self):
+                return FakeCursor(pg.row)
+
+            def close(self):
+                pass
+
+        return Conn()
+
+
+@pytest.mark.parametrize(
+    "row,check,ok,text",
+    [
+        ((False, 0, 0.0), {"role": "primary"}, True, "primary"),
+        ((False, 0, 0.0), {"role": "replica"}, False, "server is a primary, expected a replica"),
+        ((True, 100, 0.5), {"role": "replica", "max_lag_bytes": 1000}, True, "replica, lag 100 bytes"),
+        ((True, 5000, 0.5), {"role": "replica", "max_lag_bytes": 1000}, False, "replay lag 5000 bytes over 1000"),
+        ((True, 0, 42.0), {"max_lag_seconds": 30}, False, "replay lag 42.0 s over 30"),
+    ],
+)
+def test_postgresql_roles_and_lag(row, check, ok, text):
+    outcome = hc.postgresql_check(opts(type="postgresql", **check), driver=FakePg(row))()
+    assert outcome.ok is ok and text in ((outcome.error or "") + " " + (outcome.value or ""))
+
+
+def test_postgresql_connection_error():
+    outcome = hc.postgresql_check(opts(type="postgresql"), driver=FakePg(error=RuntimeError("FATAL: password authentication failed")))()
+    assert not outcome.ok and "password authentication failed" in outcome.error
+
+
+class FakeDocker(object):
+    def __init__(self, state):
+        self.state = state
+
+    def DockerClient(self, **kw):
+        state = self.state
+
+        class Api(object):
+            def inspect_container(self, name):
+                if state is None:
+                    raise RuntimeError("No such container: %s" % name)
+                return {"State": state}
+
+        class Client(object):
+            api = Api()
+
+            def close(self):
+                pass
+
+        return Client()
+
+
+@pytest.mark.parametrize(
+    "state,ok,value",
+    [
+        ({"Status": "running", "Health": {"Status": "healthy"}}, True, "running/healthy"),
+        ({"Status": "running", "Health": {"Status": "starting"}}, False, "running/starting"),
+        ({"Status": "running"}, False, "running/no healthcheck"),
+    ],
+)
+def test_docker_health(state, ok, value):
+    outcome = hc.docker_check(opts(type="docker", container="web"), docker_module=FakeDocker(state))()
+    assert outcome.ok is ok and outcome.value == value
+
+
+def test_docker_missing_container():
+    outcome = hc.docker_check(opts(type="docker", container="ghost"), docker_module=FakeDocker(None))()
+    assert not outcome.ok and "No such container: ghost" in outcome.error
+
+
+def test_command_check():
+    assert hc.command_check(opts(argv=["true"]))().ok
+    outcome = hc.command_check(opts(argv=["sh", "-c", "echo oops >&2; exit 3"]))()
+    assert not outcome.ok and outcome.value == "rc=3" and "oops" in outcome.error
+    assert hc.command_check(opts(argv=["sh", "-c", "exit 3"], expected_rc=3))().ok
+    outcome = hc.command_check(opts(argv=["echo", "degraded"], stdout_contains="running"))()
+    assert not outcome.ok and outcome.value == "degraded"
+    outcome = hc.command_check(opts(argv=["/nonexistent/bin"]))()
+    assert not outcome.ok and "cannot run /nonexistent/bin" in outcome.error

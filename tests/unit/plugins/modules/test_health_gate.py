@@ -1,0 +1,46 @@
+import socket
+
+from ansible_collections.keel.platform.plugins.modules import health_gate
+
+
+def test_passing_gate_changes_nothing(run_module):
+    failed, result = run_module(health_gate.main, {"checks": [{"type": "command", "argv": ["true"]}], "interval": 0.01, "timeout": 5})
+    assert not failed and result["healthy"] and result["changed"] is False
+    assert result["checks"][0]["name"] == "command[0]" and result["checks"][0]["status"] == "passing"
+
+
+def test_runs_in_check_mode(run_module):
+    failed, result = run_module(health_gate.main, {"checks": [{"type": "command", "argv": ["true"]}], "_ansible_check_mode": True})
+    assert not failed and result["healthy"]
+
+
+def test_failing_gate_says_which_check_how_and_last_value(run_module):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        failed, result = run_module(health_gate.main, {
+            "checks": [{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": port, "timeout": 1},
+                       {"name": "probe", "type": "command", "argv": ["sh", "-c", "exit 2"]}],
+            "interval": 0.01, "timeout": 0.5, "failure_threshold": 3,
+        })
+    assert failed and not result["healthy"] and result["changed"] is False
+    assert result["msg"].startswith("health gate failed after")
+    assert "db (tcp): cannot connect to 127.0.0.1:%d" % port in result["msg"]
+    assert "probe (command): exit code 2, expected 0 [last value: rc=2]" in result["msg"]
+
+
+def test_bad_input_is_a_clear_error(run_module):
+    failed, result = run_module(health_gate.main, {"checks": [{"type": "smoke"}]})
+    assert failed and "value of type must be one of" in result["msg"]
+    failed, result = run_module(health_gate.main, {"checks": [{"type": "tcp", "host": "x", "port": 1}], "interval": -1})
+    assert failed and result["msg"] == "interval must be more than 0 seconds, got -1.0"
+    failed, result = run_module(health_gate.main, {"checks": [{"type": "http"}]})
+    assert failed and result["msg"] == "checks[0] (http[0]): a http check needs url"
+
+
+def test_secrets_stay_out_of_the_result(run_module):
+    failed, result = run_module(health_gate.main, {
+        "checks": [{"type": "redis", "host": "127.0.0.1", "port": 9, "password": "hunter2-redis", "timeout": 0.5}],
+        "interval": 0.01, "timeout": 0.2,
+    })
+    assert failed and "hunter2-redis" not in str(result)
