@@ -14,7 +14,7 @@ options:
       - The checks; every one must pass in the same round for the round to pass.
     type: list
     elements: dict
-    required: true
+    default: []
     suboptions:
       name:
         description: Name used in results and messages. Defaults to the type and index.

@@ -336,7 +336,7 @@ CHECK_OPTIONS = dict(
 )
 
 GATE_OPTIONS = dict(
-    checks=dict(type="list", elements="dict", required=True, options=CHECK_OPTIONS),
+    checks=dict(type="list", elements="dict", default=[], options=CHECK_OPTIONS),
     success_threshold=dict(type="int", default=1),
     failure_threshold=dict(type="int", default=0),
     interval=dict(type="float", default=2.0),

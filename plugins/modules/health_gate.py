@@ -141,6 +141,8 @@ for _kind, _lib in (("postgresql", "psycopg2"), ("docker", "docker")):
 
 def run_gate(module, params):
     """Validate, run the gate; return (healthy, report) or fail the module with a clear message."""
+    if not params["checks"]:
+        module.fail_json(msg="checks: give at least one check")
     for check in params["checks"]:
         if check["type"] in LIBRARIES:
             lib, trace = LIBRARIES[check["type"]]
