@@ -104,25 +104,31 @@ def measure(func, *args):
     return wall, requests, peak, deleted
 
 
+HEADER = "%8s  %-26s %10s %10s %12s %9s" % ("objects", "run", "wall s", "requests", "peak MiB", "deleted")
+ROW = "%8d  %-26s %10.1f %10d"
+
+
 def main():
     sizes = [int(a) for a in sys.argv[1:]] or [10000, 100000]
     rows = []
     with seaweedfs() as endpoint:
         client = s3_client(endpoint, max_pool_connections=16)
         client.create_bucket(Bucket=BUCKET)
+        print(HEADER, flush=True)
         for size in sizes:
             start = time.perf_counter()
             for kind in ("module", "naive"):
                 put_many(client, BUCKET, keys("%s-%d/" % (kind, size), size), threads=16)
             print("filled 2 x %d objects in %.0f s" % (size, time.perf_counter() - start), flush=True)
-            rows.append((size, "backup_rotate (batched)") + measure(run_module, endpoint, "module-%d/" % size))
-            rows.append((size, "naive (1 request/object)") + measure(run_naive, endpoint, "naive-%d/" % size))
+            for name, func, prefix in (("backup_rotate (batched)", run_module, "module"), ("naive (1 request/object)", run_naive, "naive")):
+                rows.append((size, name) + measure(func, endpoint, "%s-%d/" % (prefix, size)))
+                print(ROW % rows[-1][:4] + " %12.1f %9d" % (rows[-1][4] / 1048576.0, rows[-1][5]), flush=True)
 
     print()
     print("backup_rotate on SeaweedFS (S3 API on loopback), policy %s" % json.dumps(POLICY))
-    print("%8s  %-26s %10s %10s %12s %9s" % ("objects", "run", "wall s", "requests", "peak MiB", "deleted"))
+    print(HEADER)
     for size, name, wall, requests, peak, deleted in rows:
-        print("%8d  %-26s %10.1f %10d %12.1f %9d" % (size, name, wall, requests, peak / 1048576.0, deleted))
+        print(ROW % (size, name, wall, requests) + " %12.1f %9d" % (peak / 1048576.0, deleted))
 
 
 if __name__ == "__main__":

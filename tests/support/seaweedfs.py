@@ -88,7 +88,9 @@ def s3_client(endpoint, max_pool_connections=10):
         region_name="us-east-1",
         aws_access_key_id="keel-test",
         aws_secret_access_key="keel-test-secret",
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=max_pool_connections, retries={"max_attempts": 5}),
+        # A loaded 2-core machine can stall a request: retry it rather than fail the run.
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=max_pool_connections, read_timeout=120,
+                      retries={"max_attempts": 10, "mode": "standard"}),
     )
 
 
