@@ -17,6 +17,9 @@ LABEL_SERVICE = "keel.rollout.service"
 LABEL_GENERATION = "keel.rollout.generation"
 LABEL_HASH = "keel.rollout.config-hash"
 LABEL_SLOT = "keel.rollout.slot"
+# Image IDs the service has run, newest first: what "previous images" means for pruning.
+LABEL_HISTORY = "keel.rollout.image-history"
+HISTORY_LIMIT = 20
 
 
 def config_hash(image_id, config, secrets):
@@ -86,12 +89,21 @@ def plan(current, desired_hash, replicas):
     }
 
 
-def images_to_prune(images, in_use, keep):
-    """Image IDs beyond the ``keep`` newest of the service's repository, never one in use.
+def read_history(labels):
+    value = (labels or {}).get(LABEL_HISTORY, "")
+    return [i for i in value.split(",") if i]
 
-    ``images``: dicts with ``id`` and ``created`` (sortable). ``in_use``: IDs of images that
-    any container uses.
+
+def next_history(history, image_id, limit=HISTORY_LIMIT):
+    """The deployment history after deploying ``image_id``: it first, no repeats, bounded."""
+    out = [image_id] + [i for i in history if i != image_id]
+    return out[:limit]
+
+
+def images_to_prune(history, in_use, keep):
+    """Image IDs the service deployed before its ``keep`` most recent ones, never one in use.
+
+    Only images in the service's own deployment history are candidates: an image it never
+    ran (a version pulled ahead of a rollout, another service's) is never removed.
     """
-    ordered = sorted(images, key=lambda i: (i["created"], i["id"]), reverse=True)
-    kept = set(i["id"] for i in ordered[:keep]) | set(in_use)
-    return [i["id"] for i in ordered if i["id"] not in kept]
+    return [i for i in history[keep:] if i not in in_use]

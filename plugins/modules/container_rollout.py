@@ -162,7 +162,10 @@ options:
     type: int
     default: 10
   keep_images:
-    description: Images of this repository to keep (newest first), in use or not; older unused ones are removed.
+    description:
+      - How many of the images this service most recently ran to keep (the current one included).
+        Images it ran before those are removed unless a container uses them. Images the service
+        never ran are never removed.
     type: int
     default: 3
   phase:
@@ -406,11 +409,12 @@ class Rollout(object):
                 "log_options", "network")
         return dict((k, self.p[k]) for k in keys)
 
-    def run_kwargs(self, name, generation, slot, ports, config_hash):
+    def run_kwargs(self, name, generation, slot, ports, config_hash, history):
         p = self.p
         labels = dict(p["labels"])
         labels.update({rollout.LABEL_SERVICE: p["service"], rollout.LABEL_GENERATION: str(generation),
-                       rollout.LABEL_SLOT: str(slot), rollout.LABEL_HASH: config_hash})
+                       rollout.LABEL_SLOT: str(slot), rollout.LABEL_HASH: config_hash,
+                       rollout.LABEL_HISTORY: ",".join(history)})
         env = dict((k, str(v)) for k, v in p["env"].items())
         env.update((k, str(v)) for k, v in p["secrets"].items())
         kwargs = dict(
@@ -448,7 +452,7 @@ class Rollout(object):
         return out
 
     # --- the steps ----------------------------------------------------------------------------
-    def start_generation(self, plan, config_hash):
+    def start_generation(self, plan, config_hash, history):
         ports = rollout.host_ports(self.p["port_base"] or 0, self.p["replicas"], plan["slot"], self.p["container_ports"])
         started = []
         for index in range(self.p["replicas"]):
@@ -459,7 +463,7 @@ class Rollout(object):
             except NotFound:
                 pass
             try:
-                container = self.client.containers.run(**self.run_kwargs(name, plan["generation"], plan["slot"], ports[index], config_hash))
+                container = self.client.containers.run(**self.run_kwargs(name, plan["generation"], plan["slot"], ports[index], config_hash, history))
             except DockerException as exc:
                 self.remove(started)
                 self.fail("cannot start %s: %s; the running containers were not touched" % (name, exc), rolled_back=bool(started))
@@ -507,10 +511,18 @@ class Rollout(object):
         self.result["retired"] = sorted(names)
 
     def prune(self, check_mode):
-        repository = self.p["image"].rsplit(":", 1)[0]
-        images = [dict(id=i.id, created=i.attrs.get("Created", "")) for i in self.client.images.list(name=repository)]
+        """Remove images the service ran before its keep_images most recent ones."""
+        newest = self.current().newest()
+        history = rollout.read_history(newest[0]["labels"]) if newest else []
         in_use = set(c.image.id for c in self.client.containers.list(all=True) if c.image)
-        prune = rollout.images_to_prune(images, in_use, self.p["keep_images"])
+        present = set()
+        for image_id in history[self.p["keep_images"]:]:
+            try:
+                self.client.images.get(image_id)
+                present.add(image_id)
+            except ImageNotFound:
+                pass
+        prune = [i for i in rollout.images_to_prune(history, in_use, self.p["keep_images"]) if i in present]
         if not check_mode:
             for image_id in prune:
                 try:
@@ -544,7 +556,8 @@ class Rollout(object):
             if check_mode:
                 self.result["retired" if not keep_old else "retire_pending"] = plan["retire"]
                 self.finish(before, after_names + (plan["retire"] if keep_old else []), desired)
-            started = self.start_generation(plan, desired)
+            history = rollout.next_history(rollout.read_history(current.newest()[0]["labels"]) if current.newest() else [], image_id)
+            started = self.start_generation(plan, desired, history)
             healthy, report = self.run_gate(started)
             self.result["gate"] = report
             if not healthy:

@@ -51,7 +51,17 @@ def test_deployed_but_not_finalized_only_retires():
     assert rollout.plan(current, "h2", 1) == {"action": "retire", "generation": 2, "slot": 1, "retire": ["web-g1-0"]}
 
 
-def test_images_to_prune_keeps_newest_and_in_use():
-    images = [dict(id="i%d" % n, created="2026-01-0%dT00:00:00Z" % n) for n in range(1, 7)]
-    assert rollout.images_to_prune(images, in_use={"i1"}, keep=3) == ["i3", "i2"]
-    assert rollout.images_to_prune(images, in_use=set(), keep=10) == []
+def test_history_and_pruning_follow_deployments_not_build_times():
+    history = []
+    for image in ("i1", "i2", "i1", "i3"):  # i1 redeployed: it moves to the front, no repeat
+        history = rollout.next_history(history, image)
+    assert history == ["i3", "i1", "i2"]
+    assert rollout.images_to_prune(history, in_use=set(), keep=2) == ["i2"]
+    assert rollout.images_to_prune(history, in_use={"i2"}, keep=2) == []
+    assert rollout.images_to_prune(history, in_use=set(), keep=5) == []
+    assert len(rollout.next_history(["x%d" % n for n in range(30)], "new")) == rollout.HISTORY_LIMIT
+
+
+def test_history_label_round_trip():
+    assert rollout.read_history({rollout.LABEL_HISTORY: "a,b"}) == ["a", "b"]
+    assert rollout.read_history({}) == [] and rollout.read_history(None) == []
