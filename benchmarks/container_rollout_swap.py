@@ -153,7 +153,7 @@ class Load(object):
                 self.latencies.append((time.perf_counter() - start) * 1000)
 
     def __enter__(self):
-        self.pool = [threading.Thread(target=self.worker) for _ in range(self.threads)]
+        self.pool = [threading.Thread(target=self.worker) for _thread in range(self.threads)]
         for thread in self.pool:
             thread.start()
         return self
@@ -173,7 +173,7 @@ def free_range(count):
     import random
     import socket
 
-    for _ in range(200):
+    for _attempt in range(200):
         base = random.randint(20000, 60000)
         socks = []
         try:
