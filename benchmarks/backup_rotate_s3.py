@@ -9,9 +9,7 @@ Figures only; nothing is asserted.
 Usage: .venv/bin/python benchmarks/backup_rotate_s3.py [SIZE ...]   (default: 10000 100000)
 """
 
-import contextlib
 import datetime
-import io
 import json
 import os
 import sys
@@ -22,10 +20,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "collections"))
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
 from ansible_collections.keel.platform.plugins.module_utils.retention import plan  # noqa: E402
 from ansible_collections.keel.platform.plugins.modules import backup_rotate  # noqa: E402
+from tests.support.modules import call_module  # noqa: E402
 from tests.support.seaweedfs import put_many, s3_client, seaweedfs  # noqa: E402
 
 BUCKET = "keel-bench"
@@ -64,14 +62,8 @@ def run_module(endpoint, prefix):
         "timestamp_from": "name", "name_pattern": PATTERN, "name_time_format": FORMAT,
     }
     args.update(POLICY)
-    out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out):
-        try:
-            backup_rotate.main()
-        except SystemExit:
-            pass
-    result = json.loads(out.getvalue())
-    if result.get("failed"):
+    failed, result = call_module(backup_rotate.main, args)
+    if failed:
         raise RuntimeError(result["msg"])
     return sum(result["requests"].values()), result["counts"]["deleted"]
 

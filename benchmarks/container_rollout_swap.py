@@ -13,10 +13,7 @@ p50/p95. Figures only; nothing is asserted. Run as root on the lab machine:
     .venv/bin/python benchmarks/container_rollout_swap.py
 """
 
-import contextlib
 import http.client
-import io
-import json
 import os
 import shutil
 import subprocess
@@ -29,9 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "collections"))
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
 from ansible_collections.keel.platform.plugins.modules import container_rollout  # noqa: E402
+from tests.support.modules import call_module  # noqa: E402
 from tests.support.seaweedfs import free_port  # noqa: E402
 from tests.support.webapp_images import build_images  # noqa: E402
 
@@ -46,14 +43,8 @@ def rollout(image, port_base, phase):
                              "interval": 1, "retries": 1},
                 checks=[{"type": "http", "url": "http://{host}:{port}/health", "json_field": "status", "json_value": "ok"}],
                 success_threshold=3, interval=0.5, timeout=60)
-    out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out):
-        try:
-            container_rollout.main()
-        except SystemExit:
-            pass
-    result = json.loads(out.getvalue())
-    if result.get("failed"):
+    failed, result = call_module(container_rollout.main, args)
+    if failed:
         raise RuntimeError(result["msg"])
     return result
 
