@@ -178,12 +178,11 @@ class RedisError(Exception):
 
 def _redis_call(sock, reader, *args):
     """Send one command in RESP and read one reply (the subset Redis' PING/AUTH/INFO use)."""
-    parts = ["*%d\r\n" % len(args)]
+    payload = b"*%d\r\n" % len(args)
     for arg in args:
         data = str(arg).encode("utf-8")
-        parts.append("$%d\r\n" % len(data))
-        parts.append(data.decode("utf-8") + "\r\n")
-    sock.sendall("".join(parts).encode("utf-8"))
+        payload += b"$%d\r\n%s\r\n" % (len(data), data)
+    sock.sendall(payload)
     line = reader.readline()
     if not line:
         raise RedisError("connection closed")

@@ -111,7 +111,7 @@ def postgresql_pair(password="keel-monitor-pw"):
     finally:
         for data in reversed(started):
             try:
-                _as_postgres([PG_BIN + "/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])
+                pg_ctl(data, "stop")
             except subprocess.CalledProcessError:
                 pass
         shutil.rmtree(base, ignore_errors=True)
