@@ -18,7 +18,8 @@ esac
 
 # What a lab host has before Keel touches it: a minimal Debian with systemd as PID 1 and what
 # Ansible needs to manage it. Everything else is installed by the roles, as on a real server.
-packages="systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps,iputils-ping"
+# openssh-server: a fresh server is first reached as root over SSH with a key (the SSH lab).
+packages="systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certificates,procps,iputils-ping,openssh-server"
 
 recipe_hash=$( { cat "$0"; echo "$release $packages"; } | sha256sum | cut -c1-12)
 image="keel-lab/debian:${release}-${recipe_hash}"
@@ -62,6 +63,23 @@ for unit in systemd-remount-fs.service getty@tty1.service console-getty.service 
             systemd-firstboot.service systemd-udevd.service systemd-modules-load.service; do
   ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done
+# Host keys made by the package install would be shared by every host of the image: remove
+# them and let each host make its own at first boot, before sshd starts (as cloud images do).
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+cat > "$rootfs/etc/systemd/system/lab-ssh-host-keys.service" <<'UNIT'
+[Unit]
+Description=Generate this lab host's own SSH host keys
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf /etc/systemd/system/lab-ssh-host-keys.service "$rootfs/etc/systemd/system/multi-user.target.wants/lab-ssh-host-keys.service"
 # Keep the image small and apt quiet about missing caches.
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
 # apt's cache_valid_time looks at this directory's age: make the emptied index look stale,
