@@ -31,6 +31,37 @@ def parse_network(value, where):
         raise AddressError("%s: %r is not a valid IP address or CIDR" % (where, value))
 
 
+def parse_cidr(value, where):
+    """Return an ``ip_network`` for an address or CIDR that a person wrote, strictly.
+
+    A CIDR with host bits set (``10.0.0.5/24``) is refused with the network it probably
+    meant, and so is a network that is everyone (``0.0.0.0/0``, ``::/0``): opening a port to
+    everyone is said with ``from_any: true``, never by accident.
+    """
+    network = parse_network(value, where)
+    text = value.strip()
+    if "/" in text:
+        try:
+            ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            raise AddressError(
+                "%s: %r has host bits set; write the network %s, or the single address %s"
+                % (where, value, network, "%s/%d" % (text.split("/")[0], network.max_prefixlen))
+            )
+    if network.prefixlen == 0:
+        raise AddressError("%s: %r means every address; open a port to everyone with from_any: true instead" % (where, value))
+    return network
+
+
+def covers(networks, address):
+    """True when ``address`` (a string) is inside one of ``networks`` (ip_network objects)."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except (AttributeError, ValueError):
+        return False
+    return any(ip in n for n in networks if n.version == ip.version)
+
+
 def is_ip_address(value):
     """True when ``value`` is a single IPv4 or IPv6 address (not a name, not a network)."""
     if not isinstance(value, str):
@@ -66,6 +97,29 @@ def parse_port(value, where):
     return value
 
 
+def parse_port_range(value, where):
+    """``(first, last)`` from a port (80, "80") or a range ("8000-8099", first below last)."""
+    if isinstance(value, str) and "-" in value:
+        first, _sep, last = value.partition("-")
+        low, high = parse_port(first, where), parse_port(last, where)
+        if low >= high:
+            raise AddressError("%s: %r is not a range (the first port must be below the last)" % (where, value))
+        return low, high
+    port = parse_port(value, where)
+    return port, port
+
+
+def merge_port_ranges(ranges):
+    """Merge overlapping and adjacent ranges; nftables refuses overlapping set intervals."""
+    merged = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return merged
+
+
 def host_addresses(host, host_vars, override_var):
     """Addresses of an inventory host: ``override_var`` if set, else ``ansible_host``.
 
@@ -76,7 +130,7 @@ def host_addresses(host, host_vars, override_var):
     if override:
         if isinstance(override, str):
             override = [override]
-        return [parse_network(a, "%s of host %s" % (override_var, host)) for a in override]
+        return [parse_cidr(a, "%s of host %s" % (override_var, host)) for a in override]
     address = host_vars.get("ansible_host", host)
     if not is_ip_address(address):
         raise AddressError(

@@ -3,10 +3,14 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.keel.platform.plugins.filter.firewall import (
     FilterModule,
+    covered_by,
     dependent_rules,
     firewall_rules,
     inventory_addresses,
+    merged_rules,
     networks,
+    nft_fragment,
+    nft_fragments,
 )
 
 HOSTVARS = {
@@ -30,14 +34,17 @@ def rules(value, var="firewall_rules"):
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"networks", "firewall_rules", "dependent_rules", "inventory_addresses"}
+    assert set(FilterModule().filters()) == {
+        "networks", "covered_by", "firewall_rules", "merged_rules", "dependent_rules",
+        "nft_fragment", "nft_fragments", "inventory_addresses",
+    }
 
 
 def test_group_sources_become_the_hosts_addresses():
     [rule] = rules([{"name": "postgresql", "ports": [5432], "from_groups": ["app", "postgresql"]}])
     assert rule["v4"] == ["10.0.1.1", "10.0.1.2", "10.0.2.1", "10.0.2.2"]
     assert rule["v6"] == ["fd00::21"]
-    assert rule["ports"] == [5432] and rule["proto"] == "tcp" and rule["from_any"] is False
+    assert rule["ports"] == ["5432"] and rule["proto"] == "tcp" and rule["from_any"] is False and rule["to"] == "host"
 
 
 def test_adding_a_host_to_a_group_adds_it_to_the_rule():
@@ -51,7 +58,7 @@ def test_adding_a_host_to_a_group_adds_it_to_the_rule():
 def test_hosts_cidrs_dedupe_and_merge():
     [rule] = rules([{"name": "x", "ports": ["443", 443, 80], "from_hosts": ["app1", "app1"], "from_cidrs": ["10.0.1.0/24", "192.0.2.0/24"], "proto": "udp"}])
     assert rule["v4"] == ["10.0.1.0/24", "192.0.2.0/24"]
-    assert rule["ports"] == [80, 443] and rule["proto"] == "udp"
+    assert rule["ports"] == ["80", "443"] and rule["proto"] == "udp"
 
 
 def test_from_any_and_absent():
@@ -64,9 +71,92 @@ def test_empty_group_opens_nothing_but_is_valid():
     assert rule["v4"] == [] and rule["v6"] == []
 
 
-def test_comment_quotes_cannot_break_the_ruleset():
-    [rule] = rules([{"name": "web", "ports": [80], "from_any": True, "comment": 'say "hi"'}])
-    assert '"' not in rule["comment"]
+@pytest.mark.parametrize("comment", ['say "hi"', 'x" accept; tcp dport 22 accept comment "', "two\nlines", "a # b", "{ x }"])
+def test_comments_that_could_carry_nft_syntax_are_refused(comment):
+    with pytest.raises(AnsibleFilterError, match=r"firewall_rules\[0\]\.comment: .* may hold letters"):
+        rules([{"name": "web", "ports": [80], "from_any": True, "comment": comment}])
+
+
+@pytest.mark.parametrize("name", ['web"', "web\n", "a b", "-x", "x;y", ""])
+def test_names_that_could_carry_nft_syntax_are_refused(name):
+    with pytest.raises(AnsibleFilterError, match=r"firewall_rules\[0\]\.name: "):
+        rules([{"name": name, "ports": [80], "from_any": True}])
+
+
+@pytest.mark.parametrize("value", ["false", "False", "no", "0", "true", 0, 1, None, []])
+def test_from_any_must_be_a_real_boolean(value):
+    # A quoted "false" used to open the port to everyone.
+    with pytest.raises(AnsibleFilterError, match=r"firewall_rules\[0\]\.from_any: must be true or false, unquoted"):
+        rules([{"name": "web", "ports": [80], "from_any": value, "from_groups": ["app"]}])
+
+
+def test_cidr_with_host_bits_says_which_network_was_meant():
+    with pytest.raises(AnsibleFilterError, match=r"from_cidrs\[0\]: '10.0.0.5/24' has host bits set; write the network 10.0.0.0/24, or the single address 10.0.0.5/32"):
+        rules([{"name": "a", "ports": [1], "from_cidrs": ["10.0.0.5/24"]}])
+
+
+@pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0"])
+def test_everyone_only_through_from_any(everyone):
+    with pytest.raises(AnsibleFilterError, match=r"from_cidrs\[0\]: .* means every address; .*from_any: true"):
+        rules([{"name": "a", "ports": [1], "from_cidrs": [everyone]}])
+    with pytest.raises(AnsibleFilterError, match=r"firewall_admin_networks\[0\]: .* means every address"):
+        networks([everyone], "firewall_admin_networks")
+
+
+def test_port_ranges_and_containers():
+    [rule] = rules([{"name": "apps", "ports": ["8000-8099", 8100, 443, "440-443"], "to": "containers", "from_groups": ["app"]}])
+    assert rule["ports"] == ["440-443", "8000-8100"] and rule["to"] == "containers"
+    for bad, message in (("9000-8000", "is not a range"), ("1-70000", "70000"), ("x-y", "'x' is not a port")):
+        with pytest.raises(AnsibleFilterError, match=r"ports\[0\]: .*" + message):
+            rules([{"name": "a", "ports": [bad], "from_any": True}])
+    with pytest.raises(AnsibleFilterError, match=r"\.to: 'forward' is not one of host, containers"):
+        rules([{"name": "a", "ports": [1], "from_any": True, "to": "forward"}])
+
+
+def test_sources_must_be_lists_of_names():
+    with pytest.raises(AnsibleFilterError, match=r"\.from_groups: expected a list, got 'app'"):
+        rules([{"name": "a", "ports": [1], "from_groups": "app"}])
+    with pytest.raises(AnsibleFilterError, match=r"\.from_hosts\[0\]: 1 is not a str"):
+        rules([{"name": "a", "ports": [1], "from_hosts": [1]}])
+
+
+def test_merged_levels_are_a_union_and_later_levels_replace_by_name():
+    out = merged_rules({
+        "firewall_rules": [{"name": "ssh-alt", "ports": [2222], "from_groups": ["app"]}],
+        "firewall_rules__app": [{"name": "api", "ports": [8000], "from_groups": ["app"]}],
+        "firewall_rules__postgresql": [{"name": "pg", "ports": [5432], "from_groups": ["app"]}],
+        "firewall_group_rules": [],
+        "firewall_host_rules": [{"name": "ssh-alt", "ports": [2222], "from_any": True, "state": "absent"},
+                                {"name": "api", "ports": [8001], "from_hosts": ["app1"]}],
+    }, GROUPS, HOSTVARS)
+    assert [(r["name"], r["ports"]) for r in out] == [("api", ["8001"]), ("pg", ["5432"])]
+    with pytest.raises(AnsibleFilterError, match=r"firewall_rules__app\[1\]\.name: 'api' is already"):
+        merged_rules({"firewall_rules__app": [{"name": "api", "ports": [1], "from_any": True}] * 2}, GROUPS, HOSTVARS)
+    with pytest.raises(AnsibleFilterError, match=r"firewall_host_rules\[0\]\.from_any"):
+        merged_rules({"firewall_host_rules": [{"name": "a", "ports": [1], "from_any": "false"}]}, GROUPS, HOSTVARS)
+
+
+def test_covered_by_tells_whether_the_controller_keeps_ssh():
+    assert covered_by("10.0.1.7", ["10.0.1.0/24"]) and covered_by("fd00::5", ["10.0.0.0/8", "fd00::/64"])
+    assert not covered_by("10.0.2.7", ["10.0.1.0/24"]) and not covered_by("", ["10.0.1.0/24"])
+    with pytest.raises(AnsibleFilterError, match=r"firewall_admin_networks\[0\]: '10.0.1.1/24' has host bits"):
+        covered_by("10.0.1.7", ["10.0.1.1/24"], "firewall_admin_networks")
+
+
+def test_fragment_text_puts_rules_in_their_chain():
+    out = firewall_rules([
+        {"name": "pg", "ports": [5432], "from_hosts": ["pg1"]},
+        {"name": "web", "ports": [80, 443], "from_any": True},
+        {"name": "apps", "ports": ["8000-8099"], "to": "containers", "from_groups": ["app"]},
+    ], GROUPS, HOSTVARS)
+    text = nft_fragment(out, "inventory")
+    assert 'ip saddr { 10.0.2.1 } tcp dport { 5432 } accept comment "pg"' in text
+    assert 'ip6 saddr { fd00::21 } tcp dport { 5432 } accept comment "pg"' in text
+    assert 'tcp dport { 80, 443 } accept comment "web"' in text
+    host, containers = text.split("chain container_services")
+    assert "chain host_services" in host and "8000" not in host
+    assert 'ip saddr { 10.0.1.1, 10.0.1.2 } meta l4proto tcp ct original proto-dst { 8000-8099 } accept' in containers
+    assert nft_fragments({"inventory": out, "redis": []}) == {"inventory": text, "redis": ""}
 
 
 @pytest.mark.parametrize(
@@ -79,11 +169,11 @@ def test_comment_quotes_cannot_break_the_ruleset():
         ({"name": "a", "ports": [1], "from_cidrs": ["10.0.0.0/40"]}, r"firewall_rules\[0\]\.from_cidrs\[0\]: '10.0.0.0/40' is not"),
         ({"name": "a", "ports": [1]}, r"firewall_rules\[0\]: rule 'a' lists no source"),
         ({"name": "a", "ports": [1], "from_any": True, "from_groups": ["app"]}, r"sets from_any and also lists sources"),
-        ({"name": "a", "ports": [1], "proto": "icmp", "from_any": True}, r"\.proto: 'icmp' is not tcp or udp"),
+        ({"name": "a", "ports": [1], "proto": "icmp", "from_any": True}, r"\.proto: 'icmp' is not one of tcp, udp"),
         ({"name": "a", "ports": [1], "from_any": True, "form_groups": ["app"]}, r"unknown key\(s\) form_groups"),
-        ({"ports": [1], "from_any": True}, r"firewall_rules\[0\]\.name: every rule needs a name"),
+        ({"ports": [1], "from_any": True}, r"firewall_rules\[0\]\.name: None must be"),
         ({"name": "a", "ports": [1], "from_groups": ["dns"]}, r"host named: ansible_host 'named.example' is not an IP address"),
-        ({"name": "a", "ports": [1], "from_any": True, "state": "gone"}, r"\.state: 'gone' is not present or absent"),
+        ({"name": "a", "ports": [1], "from_any": True, "state": "gone"}, r"\.state: 'gone' is not one of present, absent"),
         ("web", r"firewall_rules\[0\]: expected a mapping"),
     ],
 )
@@ -117,6 +207,16 @@ def test_dependent_rules_keep_owners_apart():
         dependent_rules({"redis": [{"name": "r", "ports": [0], "from_any": True}]}, GROUPS, HOSTVARS)
     with pytest.raises(AnsibleFilterError, match="owner '../etc'"):
         dependent_rules({"../etc": []}, GROUPS, HOSTVARS)
+    for reserved in ("inventory", "keel", "ssh"):
+        with pytest.raises(AnsibleFilterError, match="owner '%s' is reserved" % reserved):
+            dependent_rules({reserved: []}, GROUPS, HOSTVARS)
+    # A full schema for every owner's rules, as strict as the inventory's.
+    with pytest.raises(AnsibleFilterError, match=r"firewall_dependent_rules\.redis\[0\]\.from_any: must be true or false"):
+        dependent_rules({"redis": [{"name": "r", "ports": [6379], "from_any": "false"}]}, GROUPS, HOSTVARS)
+    with pytest.raises(AnsibleFilterError, match=r"firewall_dependent_rules\.redis\[0\]: unknown key\(s\) port"):
+        dependent_rules({"redis": [{"name": "r", "port": 6379, "from_any": True}]}, GROUPS, HOSTVARS)
+    with pytest.raises(AnsibleFilterError, match=r"firewall_dependent_rules\.redis: expected a list of rules"):
+        dependent_rules({"redis": {"name": "r"}}, GROUPS, HOSTVARS)
     with pytest.raises(AnsibleFilterError, match="expected a mapping"):
         dependent_rules([], GROUPS, HOSTVARS)
 
