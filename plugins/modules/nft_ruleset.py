@@ -20,7 +20,7 @@ description:
   - With O(confirm_timeout), the new ruleset goes live with a timer on the host that restores
     the previous file, fragments and ruleset unless O(state=confirmed) runs within that many
     seconds, like a router's commit confirmed. Confirm over a new connection
-    (C(meta: reset_connection) first), so that a ruleset that cuts new connections is reverted.
+    (C(meta) C(reset_connection) first), so that a ruleset that cuts new connections is reverted.
   - Runs on one host are serialised with a lock, so two plays at once never lose an owner's
     fragment.
 author:
@@ -75,7 +75,7 @@ options:
     default: 0
   ruleset_id:
     description:
-      - With O(state=confirmed), the id that O(state=present) returned: confirming fails unless
+      - With O(state=confirmed), the id that O(state=present) returned; confirming fails unless
         that ruleset is the one running. Defaults to the id of the file on disk.
     type: str
   lock_timeout:

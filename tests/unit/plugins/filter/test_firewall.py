@@ -91,7 +91,8 @@ def test_from_any_must_be_a_real_boolean(value):
 
 
 def test_cidr_with_host_bits_says_which_network_was_meant():
-    with pytest.raises(AnsibleFilterError, match=r"from_cidrs\[0\]: '10.0.0.5/24' has host bits set; write the network 10.0.0.0/24, or the single address 10.0.0.5/32"):
+    expected = r"from_cidrs\[0\]: '10.0.0.5/24' has host bits set; write the network 10.0.0.0/24, or the single address 10.0.0.5/32"
+    with pytest.raises(AnsibleFilterError, match=expected):
         rules([{"name": "a", "ports": [1], "from_cidrs": ["10.0.0.5/24"]}])
 
 
