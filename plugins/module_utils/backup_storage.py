@@ -93,14 +93,16 @@ class S3Store(object):
     def __init__(self, client, bucket, prefix="", glob="*"):
         self.client = client
         self.bucket = bucket
-        self.prefix = prefix
+        # The prefix is a folder, as in the local store: "app" lists "app/..." only, never "app2/...".
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.glob = glob
         self.requests = {"list": 0, "delete": 0}
 
     def list(self):
         token = None
         while True:
-            kwargs = {"Bucket": self.bucket, "Prefix": self.prefix, "MaxKeys": 1000}
+            # Delimiter "/": not recursive, like the local listing of one directory.
+            kwargs = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/", "MaxKeys": 1000}
             if token:
                 kwargs["ContinuationToken"] = token
             self.requests["list"] += 1
@@ -115,6 +117,10 @@ class S3Store(object):
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")
+            if not token:
+                raise StorageError(
+                    "listing of s3://%s/%s claims more pages but gives no continuation token" % (self.bucket, self.prefix)
+                )
 
     def delete(self, names):
         names = list(names)

@@ -112,9 +112,11 @@ class FakeS3(object):
         self.page_size = page_size
         self.calls = []
 
-    def list_objects_v2(self, Bucket, Prefix, MaxKeys, ContinuationToken=None):
+    def list_objects_v2(self, Bucket, Prefix, MaxKeys, Delimiter=None, ContinuationToken=None):
         self.calls.append("list")
-        keys = sorted(k for k in self.objects if k.startswith(Prefix))
+        keys = sorted(
+            k for k in self.objects if k.startswith(Prefix) and not (Delimiter and Delimiter in k[len(Prefix):])
+        )
         start = int(ContinuationToken or 0)
         page = keys[start:start + min(MaxKeys, self.page_size)]
         more = start + len(page) < len(keys)
@@ -148,3 +150,25 @@ def test_s3_module_path_uses_the_store(run_module, monkeypatch):
     failed, result = run_module(backup_rotate.main, {"s3": {"bucket": "bk", "prefix": "b/", "secret_key": "s3cr3t"}, "keep_last": 5})
     assert not failed and result["counts"]["deleted"] == 25 and result["requests"] == {"list": 1, "delete": 1}
     assert "s3cr3t" not in str(result)
+
+
+def test_s3_listing_is_one_folder_not_recursive_and_not_a_string_prefix():
+    # Failed before: prefix "app" matched "app2/..." and the listing descended into "app/old/...".
+    client = FakeS3(["app/a.tar", "app/old/b.tar", "app2/c.tar"])
+    names = [n for n, _, _ in backup_storage.S3Store(client, "b", prefix="app").list()]
+    assert names == ["a.tar"]
+
+
+class TruncatedWithoutToken(FakeS3):
+    def list_objects_v2(self, **kwargs):
+        self.calls.append("list")
+        if len(self.calls) > 3:
+            raise AssertionError("listing loops")
+        return {"Contents": [], "IsTruncated": True}
+
+
+def test_s3_listing_truncated_without_token_fails():
+    # Failed before: the listing restarted from the first page forever.
+    client = TruncatedWithoutToken([])
+    with pytest.raises(backup_storage.StorageError, match="no continuation token"):
+        list(backup_storage.S3Store(client, "b", prefix="app").list())
