@@ -123,7 +123,9 @@ class S3Store(object):
                 )
 
     def delete(self, names):
+        """Delete in batches; on a failure raise StorageError carrying what was really deleted and what failed."""
         names = list(names)
+        done = []
         for start in range(0, len(names), S3_DELETE_BATCH):
             batch = names[start:start + S3_DELETE_BATCH]
             self.requests["delete"] += 1
@@ -133,14 +135,23 @@ class S3Store(object):
                     Delete={"Objects": [{"Key": self.prefix + n} for n in batch], "Quiet": True},
                 )
             except Exception as exc:
-                raise StorageError("cannot delete from s3://%s/%s: %s" % (self.bucket, self.prefix, _s3_error(exc)))
+                error = StorageError("cannot delete from s3://%s/%s: %s" % (self.bucket, self.prefix, _s3_error(exc)))
+                error.deleted, error.failed = done, [{"name": n, "error": _s3_error(exc)} for n in batch]
+                raise error
             errors = response.get("Errors") or []
-            if errors:
-                first = errors[0]
-                raise StorageError(
+            failed = [
+                {"name": e.get("Key", "")[len(self.prefix):], "error": "%s: %s" % (e.get("Code"), e.get("Message"))}
+                for e in errors
+            ]
+            bad = set(f["name"] for f in failed)
+            done.extend(n for n in batch if n not in bad)
+            if failed:
+                error = StorageError(
                     "%d of %d deletes failed in s3://%s, first: %s (%s)"
-                    % (len(errors), len(batch), self.bucket, first.get("Key"), first.get("Message") or first.get("Code"))
+                    % (len(failed), len(batch), self.bucket, failed[0]["name"], failed[0]["error"])
                 )
+                error.deleted, error.failed = done, failed
+                raise error
 
 
 def _s3_error(exc):

@@ -328,6 +328,14 @@ def main():
             store.delete(deleted)
         except StorageError as exc:
             result.pop("diff", None)
+            # Say what was really deleted (batches before the failure and the keys that succeeded).
+            really = getattr(exc, "deleted", [])
+            result.update(
+                changed=bool(really),
+                deleted=really,
+                bytes_freed=sum(sizes[name] for name in really),
+                failed=getattr(exc, "failed", []),
+            )
             module.fail_json(msg="deleting old backups failed: %s" % exc, **result)
     module.exit_json(**result)
 

@@ -172,3 +172,38 @@ def test_s3_listing_truncated_without_token_fails():
     client = TruncatedWithoutToken([])
     with pytest.raises(backup_storage.StorageError, match="no continuation token"):
         list(backup_storage.S3Store(client, "b", prefix="app").list())
+
+
+
+class FailingBatch(FakeS3):
+    """The second batch fails: one key refused (per-key Errors), or the whole request."""
+
+    def __init__(self, keys, whole):
+        FakeS3.__init__(self, keys)
+        self.whole = whole
+
+    def delete_objects(self, Bucket, Delete):
+        if self.calls.count("delete") == 1:
+            self.calls.append("delete")
+            if self.whole:
+                raise RuntimeError("connection reset")
+            keys = [o["Key"] for o in Delete["Objects"]]
+            for k in keys[1:]:
+                del self.objects[k]
+            return {"Errors": [{"Key": keys[0], "Code": "AccessDenied", "Message": "no"}]}
+        return FakeS3.delete_objects(self, Bucket, Delete)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_s3_delete_failure_reports_what_was_really_deleted(whole):
+    # Failed before: the error carried no record of the batches already deleted nor of the failed keys.
+    client = FailingBatch(["p/%05d" % i for i in range(3000)], whole)
+    names = ["%05d" % i for i in range(3000)]
+    with pytest.raises(backup_storage.StorageError) as info:
+        backup_storage.S3Store(client, "b", prefix="p").delete(names)
+    if whole:
+        assert info.value.deleted == names[:1000]
+        assert len(info.value.failed) == 1000 and "connection reset" in info.value.failed[0]["error"]
+    else:
+        assert info.value.deleted == names[:1000] + names[1001:2000]
+        assert info.value.failed == [{"name": "01000", "error": "AccessDenied: no"}]
