@@ -132,7 +132,10 @@ kept:
   type: list
   elements: str
 deleted:
-  description: Names deleted (in check mode, that would be deleted), newest first.
+  description:
+    - Names deleted (in check mode, that would be deleted), newest first.
+    - When a delete fails, only the names really deleted (earlier batches and the keys of the failing batch that
+      succeeded); the task fails.
   returned: always
   type: list
   elements: str
@@ -141,9 +144,14 @@ reasons:
   returned: always
   type: dict
 bytes_freed:
-  description: Total size of the deleted artifacts.
+  description: Total size of the deleted artifacts (only those really deleted when a delete fails).
   returned: always
   type: int
+failed:
+  description: When a delete fails, the names not deleted in the failing batch and why (C(name), C(error)).
+  returned: on a failed delete
+  type: list
+  elements: dict
 counts:
   description: How many artifacts each rule kept, and the totals C(total), C(kept), C(deleted).
   returned: always

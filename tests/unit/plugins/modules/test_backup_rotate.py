@@ -155,7 +155,7 @@ def test_s3_module_path_uses_the_store(run_module, monkeypatch):
 def test_s3_listing_is_one_folder_not_recursive_and_not_a_string_prefix():
     # Failed before: prefix "app" matched "app2/..." and the listing descended into "app/old/...".
     client = FakeS3(["app/a.tar", "app/old/b.tar", "app2/c.tar"])
-    names = [n for n, _, _ in backup_storage.S3Store(client, "b", prefix="app").list()]
+    names = [item[0] for item in backup_storage.S3Store(client, "b", prefix="app").list()]
     assert names == ["a.tar"]
 
 
@@ -172,7 +172,6 @@ def test_s3_listing_truncated_without_token_fails():
     client = TruncatedWithoutToken([])
     with pytest.raises(backup_storage.StorageError, match="no continuation token"):
         list(backup_storage.S3Store(client, "b", prefix="app").list())
-
 
 
 class FailingBatch(FakeS3):
