@@ -38,7 +38,9 @@ def name_timestamp(name, pattern, time_format, tz):
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=tz)
+        # A literal "Z" (zone designator, not a %-directive) in the format means UTC, not ``tz``.
+        literal_z = "Z" in re.sub(r"%.", "", time_format)
+        when = when.replace(tzinfo=datetime.timezone.utc if literal_z else tz)
     return when
 
 

@@ -206,3 +206,11 @@ def test_s3_delete_failure_reports_what_was_really_deleted(whole):
     else:
         assert info.value.deleted == names[:1000] + names[1001:2000]
         assert info.value.failed == [{"name": "01000", "error": "AccessDenied: no"}]
+
+
+def test_literal_z_designator_is_utc_not_local():
+    # Failed before: "...Z" names were read in the local zone given by tz.
+    pattern = backup_storage.compile_pattern(r"(\d{8}T\d{6}Z)")
+    local = datetime.timezone(datetime.timedelta(hours=2))
+    when = backup_storage.name_timestamp("db-20260301T120000Z.sql", pattern, "%Y%m%dT%H%M%SZ", local)
+    assert when == datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)
