@@ -47,9 +47,9 @@ def networks(values, var_name="networks"):
         raise AnsibleFilterError("%s: expected a list of IP addresses or CIDRs, got %r" % (var_name, values))
     try:
         parsed = [parse_cidr(v, "%s[%d]" % (var_name, i)) for i, v in enumerate(values)]
+        return split_families(parsed, var_name)
     except AddressError as exc:
         raise AnsibleFilterError(str(exc))
-    return split_families(parsed)
 
 
 def covered_by(address, values, var_name="networks"):
@@ -107,6 +107,7 @@ def _rule(rule, where, groups, hostvars):
     if not from_any and not any(declared.values()):
         raise AddressError("%s: rule %r lists no source (from_groups, from_hosts, from_cidrs) and is not from_any" % (where, name))
     sources = [parse_cidr(c, "%s.from_cidrs[%d]" % (where, i)) for i, c in enumerate(declared["from_cidrs"])]
+    split_families(sources, "%s.from_cidrs" % where)
     hosts = []
     for i, group in enumerate(declared["from_groups"]):
         if group not in groups:
@@ -162,18 +163,29 @@ def firewall_rules(rules, groups, hostvars, var_name="firewall_rules"):
         raise AnsibleFilterError(str(exc))
 
 
-def merged_rules(sources, groups, hostvars):
+def merged_rules(sources, groups, hostvars, peers=None):
     """The union of rule lists from several variables, ``{variable name: rules}`` in order.
 
     A rule named again in a later variable replaces the earlier one (so a host can change or,
     with ``state: absent``, remove a rule its groups declare); every other rule is kept.
+    Variables listed in ``peers`` stand side by side with no order between them (``firewall_rules``
+    and every ``firewall_rules__*``): a name declared in two of them is an error naming both,
+    never one silently winning.
     """
     if not isinstance(sources, dict):
         raise AnsibleFilterError("merged_rules: expected a mapping of variable name to rules, got %r" % (sources,))
+    peers = set(peers or [])
     merged = {}
+    declared_in = {}
     try:
         for var_name, rules in sources.items():
-            merged.update(_normalise(rules, var_name, groups, hostvars))
+            for name, rule in _normalise(rules, var_name, groups, hostvars).items():
+                earlier = declared_in.get(name)
+                if earlier in peers and var_name in peers:
+                    raise AddressError("rule %r is declared in both %s and %s; rename one (only firewall_group_rules and"
+                                       " firewall_host_rules may replace a rule)" % (name, earlier, var_name))
+                merged[name] = rule
+                declared_in[name] = var_name
     except AddressError as exc:
         raise AnsibleFilterError(str(exc))
     return [r for r in merged.values() if r["state"] == "present"]

@@ -11,6 +11,10 @@ unit-tested without a host.
 from __future__ import annotations
 
 import ipaddress
+import re
+
+# ASCII digits only: str.isdigit() also accepts '²' and Arabic-Indic digits, which int() reads.
+PORT_RE = re.compile(r"[0-9]{1,5}")
 
 
 class AddressError(ValueError):
@@ -25,10 +29,18 @@ def parse_network(value, where):
     """Return an ``ip_network`` for an address or CIDR, host bits allowed (10.0.0.5/24)."""
     if not isinstance(value, str) or not value.strip():
         raise AddressError("%s: expected an IP address or CIDR, got %r" % (where, value))
+    if "%" in value:
+        # A zone id (fe80::1%eth0) names an interface, which a set of addresses cannot hold.
+        raise AddressError("%s: %r carries a zone id ('%%...'); write the address without it" % (where, value))
     try:
-        return ipaddress.ip_network(value.strip(), strict=False)
+        network = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise AddressError("%s: %r is not a valid IP address or CIDR" % (where, value))
+    if network.version == 6 and network.network_address.ipv4_mapped is not None:
+        # Packets never carry ::ffff:a.b.c.d as a source: the rule would match nothing.
+        raise AddressError("%s: %r is an IPv4-mapped IPv6 address; write the IPv4 address %s instead"
+                           % (where, value, network.network_address.ipv4_mapped))
+    return network
 
 
 def parse_cidr(value, where):
@@ -73,15 +85,20 @@ def is_ip_address(value):
     return True
 
 
-def split_families(networks):
+def split_families(networks, where=None):
     """Split networks into IPv4 and IPv6 lists, merged and sorted.
 
     Overlapping and adjacent networks are merged (nftables refuses overlapping intervals in a
     set), and single addresses are written without a prefix length, as nftables prints them.
+    With ``where``, a list whose networks merge into everyone (0.0.0.0/1 and 128.0.0.0/1) is
+    refused as ``0.0.0.0/0`` itself is: everyone is said with ``from_any``.
     """
     out = {}
     for version, family in ((4, "v4"), (6, "v6")):
-        merged = ipaddress.collapse_addresses(n for n in networks if n.version == version)
+        merged = list(ipaddress.collapse_addresses(n for n in networks if n.version == version))
+        if where is not None and any(n.prefixlen == 0 for n in merged):
+            raise AddressError("%s: together these networks cover every %s address; open a port to everyone with"
+                               " from_any: true instead" % (where, "IPv4" if version == 4 else "IPv6"))
         out[family] = [str(n.network_address) if n.num_addresses == 1 else str(n) for n in merged]
     return out
 
@@ -90,7 +107,7 @@ def parse_port(value, where):
     """Return a port number from an int or a numeric string; reject anything outside 1-65535."""
     if isinstance(value, bool):
         raise AddressError("%s: expected a port number, got %r" % (where, value))
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and PORT_RE.fullmatch(value.strip()):
         value = int(value.strip())
     if not isinstance(value, int) or not 1 <= value <= 65535:
         raise AddressError("%s: %r is not a port number (1-65535)" % (where, value))
@@ -127,14 +144,24 @@ def host_addresses(host, host_vars, override_var):
     a firewall rule must not depend on name resolution at load time.
     """
     override = host_vars.get(override_var)
-    if override:
+    if override is not None and override != []:
         if isinstance(override, str):
             override = [override]
-        return [parse_cidr(a, "%s of host %s" % (override_var, host)) for a in override]
+        if not isinstance(override, (list, tuple)):
+            raise AddressError("%s of host %s: expected a list of IP addresses, got %r" % (override_var, host, override))
+        addresses = []
+        for i, item in enumerate(override):
+            where = "%s[%d] of host %s" % (override_var, i, host)
+            network = parse_cidr(item, where)
+            if network.num_addresses != 1:
+                # A host is its addresses: a network here would open a port to its neighbours.
+                raise AddressError("%s: %r is a network; list the host's single addresses" % (where, item))
+            addresses.append(network)
+        return addresses
     address = host_vars.get("ansible_host", host)
     if not is_ip_address(address):
         raise AddressError(
             "host %s: ansible_host %r is not an IP address; list the host's addresses in %s"
             % (host, address, override_var)
         )
-    return [ipaddress.ip_network(address.strip())]
+    return [parse_cidr(address, "ansible_host of host %s" % host)]

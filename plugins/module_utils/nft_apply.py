@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import tempfile
 import time
 
@@ -31,13 +32,19 @@ from ansible_collections.keel.platform.plugins.module_utils.nft_ruleset import (
 )
 
 NFT = "/usr/sbin/nft"
-LOCK_PATH = "/run/lock/keel-nft-ruleset.lock"
+# In a directory only root may write: a lock in the world-writable /run/lock could be taken
+# (or replaced by a link) by any local user, and every firewall run would then wait on it.
+LOCK_PATH = "/run/keel/nft_ruleset.lock"
 
 
 def _lock(module, timeout):
     """An exclusive lock for the whole run (released when the module's process ends)."""
-    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
-    handle = open(LOCK_PATH, "w")
+    directory = os.path.dirname(LOCK_PATH)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise RulesetError("%s must be a directory owned by this user and writable by no one else; nothing was changed" % directory)
+    handle = os.fdopen(os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "r+")
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -45,9 +52,11 @@ def _lock(module, timeout):
             return handle
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                handle.close()
                 raise
             if time.monotonic() > deadline:
-                module.fail_json(msg="another run holds %s for more than %d s; nothing was changed" % (LOCK_PATH, timeout))
+                handle.close()
+                raise RulesetError("another run holds %s for more than %d s; nothing was changed" % (LOCK_PATH, timeout))
             time.sleep(0.5)
 
 
@@ -56,14 +65,24 @@ def _nft(module, *args):
 
 
 def _running_listing(module):
+    if not os.access(NFT, os.X_OK):
+        return ""
     rc, out, err = _nft(module, "list", "table", "inet", "keel")
     return out if rc == 0 else ""
 
 
-def _check_whole(module, text, directory):
-    """``nft -c`` of the complete text, from a temporary file beside the real one."""
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".keel-check-", dir=directory)
+def _check_whole(module, text):
+    """``nft -c`` of the complete text, from a private temporary file (never in /etc).
+
+    In check mode on a host that has no nft yet (the role installs it first), the text cannot
+    be checked: say so in a warning instead of failing a check that the real run would pass.
+    """
+    if not os.access(NFT, os.X_OK):
+        if module.check_mode:
+            module.warn("%s is not installed yet: the new ruleset was not checked with nft -c in check mode" % NFT)
+            return
+        raise RulesetError("%s is missing: install nftables first; nothing was written or loaded" % NFT)
+    fd, tmp = tempfile.mkstemp(prefix="keel-check-", suffix=".nft", dir=module.tmpdir)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -103,7 +122,7 @@ def present(module):
     text, ruleset_id = assemble(p["ruleset"], fragments_after)
     file_before = read_text(p["path"])
 
-    _check_whole(module, text, os.path.dirname(p["path"]) or "/etc")
+    _check_whole(module, text)
 
     listing = _running_listing(module)
     was_running = running_id(listing)
@@ -155,11 +174,13 @@ def confirmed(module):
 
 
 def run(module):
-    handle = _lock(module, module.params["lock_timeout"])
+    handle = None
     try:
+        handle = _lock(module, module.params["lock_timeout"])
         result = present(module) if module.params["state"] == "present" else confirmed(module)
     except (RulesetError, OSError) as exc:
         module.fail_json(msg=str(exc))
     finally:
-        handle.close()
+        if handle is not None:
+            handle.close()
     module.exit_json(**result)

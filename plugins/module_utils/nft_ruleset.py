@@ -159,6 +159,10 @@ set -u
 if [ -f '%(previous)s/nftables.conf' ]; then cp -p '%(previous)s/nftables.conf' '%(path)s'; fi
 rm -f '%(fragments)s'/*.nft
 cp -p '%(previous)s'/fragments/*.nft '%(fragments)s'/ 2>/dev/null
-/usr/sbin/nft -f '%(previous)s/running.nft'
-logger -t keel-firewall 'new ruleset not confirmed in time: previous ruleset restored'
+if /usr/sbin/nft -f '%(previous)s/running.nft'; then
+  logger -t keel-firewall 'new ruleset not confirmed in time: previous ruleset restored'
+else
+  logger -p user.err -t keel-firewall 'new ruleset not confirmed in time: LOADING THE PREVIOUS RULESET FAILED'
+  exit 1
+fi
 """

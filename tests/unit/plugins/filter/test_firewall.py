@@ -225,3 +225,58 @@ def test_dependent_rules_keep_owners_apart():
 def test_inventory_addresses_skips_hosts_without_an_address():
     out = inventory_addresses(["app1", "pg1", "named"], HOSTVARS)
     assert out == [{"host": "app1", "addresses": ["10.0.1.1"]}, {"host": "pg1", "addresses": ["10.0.2.1", "fd00::21"]}]
+
+
+# Found by the review that tried to break the firewall: each of these was accepted before.
+
+@pytest.mark.parametrize("halves", [["0.0.0.0/1", "128.0.0.0/1"], ["::/1", "8000::/1"]])
+def test_halves_that_merge_into_everyone_are_refused(halves):
+    with pytest.raises(AnsibleFilterError, match="cover every IPv[46] address.*from_any"):
+        rules([{"name": "web", "ports": [80], "from_cidrs": halves}])
+    with pytest.raises(AnsibleFilterError, match="firewall_admin_networks: together these networks cover every"):
+        networks(halves, "firewall_admin_networks")
+
+
+def test_peer_variables_naming_the_same_rule_fail_naming_both():
+    sources = {
+        "firewall_rules": [],
+        "firewall_rules__monitoring": [{"name": "metrics", "ports": [9100], "from_groups": ["app"]}],
+        "firewall_rules__web": [{"name": "metrics", "ports": [9200], "from_groups": ["app"]}],
+        "firewall_group_rules": [],
+        "firewall_host_rules": [],
+    }
+    peers = ["firewall_rules", "firewall_rules__monitoring", "firewall_rules__web"]
+    with pytest.raises(AnsibleFilterError, match="firewall_rules__monitoring and firewall_rules__web"):
+        merged_rules(sources, GROUPS, HOSTVARS, peers)
+    # A later level still replaces a peer's rule by name.
+    sources["firewall_rules__web"] = []
+    sources["firewall_host_rules"] = [{"name": "metrics", "ports": [9300], "from_groups": ["app"]}]
+    assert [r["ports"] for r in merged_rules(sources, GROUPS, HOSTVARS, peers)] == [["9300"]]
+
+
+@pytest.mark.parametrize("port", ["\u00b2", "\u0668\u0660", "80\u00b2", " ", "1e3", "0x50"])
+def test_ports_are_ascii_digits_only(port):
+    with pytest.raises(AnsibleFilterError, match="is not a port number"):
+        rules([{"name": "web", "ports": [port], "from_any": True}])
+
+
+@pytest.mark.parametrize("value, message", [
+    ("fe80::1%eth0", "zone id"),
+    ("::ffff:10.0.0.1", "IPv4-mapped.*10.0.0.1"),
+    ("::ffff:10.0.0.0/120", "IPv4-mapped"),
+])
+def test_zone_ids_and_mapped_addresses_are_refused(value, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        rules([{"name": "web", "ports": [80], "from_cidrs": [value]}])
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"a": "10.0.3.1"}, "expected a list of IP addresses"),
+    (["10.0.3.0/24"], "is a network; list the host's single addresses"),
+    (42, "expected a list of IP addresses"),
+])
+def test_host_addresses_must_be_single_addresses(value, message):
+    hostvars = dict(HOSTVARS, odd={"ansible_host": "10.0.3.1", "firewall_host_addresses": value})
+    groups = dict(GROUPS, odd=["odd"])
+    with pytest.raises(AnsibleFilterError, match=message):
+        firewall_rules([{"name": "web", "ports": [80], "from_groups": ["odd"]}], groups, hostvars)

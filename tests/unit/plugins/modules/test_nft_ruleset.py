@@ -149,3 +149,44 @@ def test_assemble_needs_its_marks():
     text, ruleset_id = assemble(MAIN, {"b": "# b\n", "a": "# a\n"})
     assert text.index("# a") < text.index("# b") and ruleset_id in text and len(ruleset_id) == 16
     assert assemble(MAIN, {"a": "# a\n", "b": "# b\n"}) == (text, ruleset_id)
+
+
+# Found by the review that tried to break the firewall.
+
+def test_check_mode_on_a_host_without_nft_warns_and_touches_nothing(run_module, host, monkeypatch):
+    monkeypatch.setattr(nft_apply, "NFT", str(host / "bin" / "not-installed"))
+    failed, result = run_module(nft_ruleset.main, args(host, fragments={"inventory": "# web\n"}, _ansible_check_mode=True))
+    assert not failed and result["changed"] and result["written"]
+    assert "not checked with nft -c" in str(result.get("warnings"))
+    assert not (host / "etc").exists() and not (host / "var").exists()
+    failed, result = run_module(nft_ruleset.main, args(host))
+    assert failed and "is missing: install nftables first" in result["msg"] and not (host / "etc").exists()
+
+
+def test_the_check_file_is_never_beside_the_real_one(run_module, host):
+    run_module(nft_ruleset.main, args(host))
+    failed, result = run_module(nft_ruleset.main, args(host, fragments={"redis": "BAD\n"}))
+    assert failed and os.listdir(host / "etc") == ["nftables.conf"]
+
+
+def test_the_lock_is_refused_where_others_can_write_or_link(run_module, host, monkeypatch):
+    shared = host / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setattr(nft_apply, "LOCK_PATH", str(shared / "lock"))
+    failed, result = run_module(nft_ruleset.main, args(host))
+    assert failed and "writable by no one else" in result["msg"] and running(host) is None
+
+    private = host / "private"
+    private.mkdir(mode=0o700)
+    (private / "lock").symlink_to(host / "elsewhere")
+    monkeypatch.setattr(nft_apply, "LOCK_PATH", str(private / "lock"))
+    failed, result = run_module(nft_ruleset.main, args(host))
+    assert failed and running(host) is None and not (host / "elsewhere").exists()
+
+
+def test_the_revert_script_reports_a_failed_restore(run_module, host):
+    run_module(nft_ruleset.main, args(host, fragments={"inventory": "# old\n"}))
+    run_module(nft_ruleset.main, args(host, fragments={"inventory": "# new\n"}, confirm_timeout=30))
+    revert = (host / "var" / "revert.sh").read_text()
+    assert "if /usr/sbin/nft -f" in revert and "exit 1" in revert
