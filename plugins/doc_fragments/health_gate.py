@@ -25,11 +25,18 @@ options:
         required: true
         choices: [http, tcp, docker, postgresql, redis, command]
       timeout:
-        description: Seconds one attempt of this check may take.
+        description:
+          - Seconds one attempt of this check may take. An attempt is also never given more
+            than the time the gate has left (see O(timeout)).
         type: float
         default: 5.0
       url:
-        description: (http) URL to request.
+        description:
+          - (http) URL to request, C(http://) or C(https://). It is requested directly, not
+            through a proxy (see O(checks[].use_proxy)), and redirects are not followed.
+          - Credentials in it (C(https://user:password@host/)) are sent as basic
+            authentication and masked in the results and the output.
+          - At most 1 MiB of the body is read.
         type: str
       method:
         description: (http) HTTP method.
@@ -53,18 +60,41 @@ options:
         description: (http) Slower answers fail the check.
         type: float
       ca_file:
-        description: (http) CA bundle to verify the server with.
+        description:
+          - (http) CA bundle to verify the server with.
+          - (postgresql) CA bundle for O(checks[].sslmode=verify-ca) and O(checks[].sslmode=verify-full)
+            (libpq's C(sslrootcert)).
         type: path
       validate_certs:
         description: (http) Verify the server's TLS certificate.
         type: bool
         default: true
       host_header:
-        description: (http) Host header to send (to reach one virtual host through an address).
+        description:
+          - (http) Host header to send (to reach one virtual host through an address).
+          - On an C(https) URL its name is also the TLS server name (SNI) sent and the name the
+            certificate is verified against, so the virtual host's own certificate is checked.
         type: str
       headers:
-        description: (http) More request headers.
+        description:
+          - (http) More request headers.
+          - Their values are treated as secrets (C(Authorization), tokens, cookies) and never
+            appear in results or output.
         type: dict
+      use_proxy:
+        description:
+          - (http) Go through the proxy of the environment (C(https_proxy), C(http_proxy),
+            C(no_proxy)). By default the URL is requested directly, whatever the environment says.
+          - Cannot be combined with O(checks[].host_header) on an C(https) URL (the TLS server name
+            cannot be chosen through a proxy).
+        type: bool
+        default: false
+      use_netrc:
+        description:
+          - (http) Send credentials for the URL's host from C(.netrc) (C(NETRC) or C(~/.netrc))
+            when the URL carries none. Off by default.
+        type: bool
+        default: false
       host:
         description: (tcp, postgresql, redis) Host to connect to. postgresql and redis default to localhost.
         type: str
@@ -91,6 +121,13 @@ options:
         description: (postgresql) Database to connect to.
         type: str
         default: postgres
+      sslmode:
+        description:
+          - (postgresql) libpq's C(sslmode). C(verify-full) checks the server's certificate and name
+            (with O(checks[].ca_file) as the CA).
+        type: str
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+        default: prefer
       role:
         description:
           - (postgresql) C(primary) or C(replica); (redis) C(master) or C(replica); C(any) accepts either.
@@ -98,11 +135,35 @@ options:
         choices: [any, primary, replica, master]
         default: any
       max_lag_bytes:
-        description: (postgresql) A replica fails when more WAL than this is received but not replayed.
+        description:
+          - (postgresql) A replica fails when it has not yet replayed more WAL than this, counted
+            against the primary's current position when O(checks[].primary_host) is given, otherwise
+            against what the replica has received or the primary last reported to it
+            (C(pg_stat_wal_receiver.latest_end_lsn)).
+          - A lag check (this or O(checks[].max_lag_seconds)) always fails unless the replica's WAL
+            receiver is C(streaming); a replica that is disconnected or never connected is not
+            caught up, however little it has left to replay.
+          - The user needs C(pg_monitor) (or C(pg_read_all_stats)) to see the WAL receiver's status.
+          - Without O(checks[].primary_host), WAL the primary has written but not yet sent is not
+            seen; give the primary for the strict comparison.
         type: int
       max_lag_seconds:
-        description: (postgresql) A replica fails when its last replayed transaction is older than this.
+        description:
+          - (postgresql) A replica fails when it is behind and its last replayed transaction is older
+            than this. A replica with nothing left to replay (by the same comparison as
+            O(checks[].max_lag_bytes)) has no lag, however long the primary has been idle.
+          - The WAL receiver must be streaming, as for O(checks[].max_lag_bytes).
         type: float
+      primary_host:
+        description:
+          - (postgresql) The replica's primary. With a lag option, the check first reads the
+            primary's current WAL position (C(pg_current_wal_lsn())) and the replica passes only
+            when it has replayed up to it. Same user, password, database, O(checks[].sslmode) as the
+            replica.
+        type: str
+      primary_port:
+        description: (postgresql) Port of O(checks[].primary_host); defaults to O(checks[].port), then 5432.
+        type: int
       require_master_link:
         description: (redis) A replica fails unless its link to the master is up.
         type: bool
@@ -116,8 +177,14 @@ options:
         type: int
         default: 0
       stdout_contains:
-        description: (command) Text the output must contain.
+        description: (command) Text the output must contain (searched in its first 1 MiB).
         type: str
+      read_only:
+        description:
+          - (command) The command only reads, so it may run in check mode. Command checks not
+            marked so are skipped in check mode (reported with status C(skipped) and a warning).
+        type: bool
+        default: false
   success_threshold:
     description: Consecutive passing rounds needed to open the gate.
     type: int
@@ -131,10 +198,14 @@ options:
     type: float
     default: 2.0
   timeout:
-    description: Seconds the gate may wait in all; no round starts that could not finish by then.
+    description:
+      - Seconds the gate may take in all; a bound on the wall clock.
+      - The checks of one round run at the same time, each given at most the time left; a check
+        that has not answered by then fails and the gate returns. No round starts after the
+        timeout.
     type: float
     default: 60.0
 requirements:
-  - psycopg2 (for postgresql checks)
-  - docker (the Docker SDK for Python, for docker checks)
+  - psycopg2 (for postgresql checks; its absence fails the task before any check runs)
+  - docker (the Docker SDK for Python, for docker checks; likewise)
 """

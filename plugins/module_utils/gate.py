@@ -4,32 +4,54 @@
 """The health gate loop: run every check each round until the gate opens or gives up.
 
 * A round passes when every check passes in it (checks must pass together).
+* The checks of one round run at the same time, each in its own thread, and each is given the
+  time left before ``timeout`` as its budget. A check that has not answered when the time is up
+  has failed ("no answer within ..."); the gate does not wait for it. So ``timeout`` bounds the
+  wall clock however many checks are slow.
 * The gate opens after ``success_threshold`` consecutive passing rounds.
 * It gives up after ``failure_threshold`` consecutive failing rounds (0: never early), or when
-  another round could not finish before ``timeout`` seconds.
+  another round could not start before ``timeout`` seconds.
 
 The clock and sleep are injectable so the semantics are unit-tested without waiting.
 """
 
 from __future__ import annotations
 
+import inspect
+import threading
 import time
+
+# Longest value or error string a check reports (bodies, command output, exceptions).
+RESULT_LIMIT = 4096
 
 
 class Outcome(object):
-    """One run of one check."""
+    """One run of one check. ``skipped``: the check was not run (a command in check mode)."""
 
-    __slots__ = ("ok", "value", "error", "latency_ms")
+    __slots__ = ("ok", "value", "error", "latency_ms", "skipped")
 
-    def __init__(self, ok, value=None, error=None, latency_ms=None):
+    def __init__(self, ok, value=None, error=None, latency_ms=None, skipped=False):
         self.ok = ok
         self.value = value
         self.error = error
         self.latency_ms = latency_ms
+        self.skipped = skipped
 
 
 class GateConfigError(ValueError):
     pass
+
+
+def clip(text, limit=RESULT_LIMIT):
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        text = str(text)
+    if len(text) <= limit:
+        return text
+    note = "... [%d more characters]" % (len(text) - limit)
+    return text[:max(0, limit - len(note))] + note
 
 
 def percentile(values, fraction):
@@ -50,39 +72,106 @@ def validate(success_threshold, failure_threshold, interval, timeout):
         raise GateConfigError("timeout must be more than 0 seconds, got %r" % timeout)
 
 
+def _takes_budget(call):
+    """Whether the check callable accepts the time it has left (the checks of health_checks do)."""
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+    return "budget" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def _invoke(call, budget, takes_budget):
+    try:
+        outcome = call(budget=budget) if takes_budget else call()
+    except Exception as exc:  # a check that blows up has failed; say how
+        outcome = Outcome(False, error="%s: %s" % (type(exc).__name__, exc))
+    if not isinstance(outcome, Outcome):
+        outcome = Outcome(False, error="the check returned %r, not an outcome" % (outcome,))
+    return outcome
+
+
+def _run_round(checks, takes_budget, budget, wait):
+    """Run every check of one round at once; return their outcomes (None: no answer in time).
+
+    ``budget``: seconds each check may take (the time left); ``wait(seconds)`` waits for the
+    threads by the gate's clock. A single check runs in the caller's thread, still bounded.
+    """
+    results = [None] * len(checks)
+    done = threading.Event()
+    remaining = [len(checks)]
+    lock = threading.Lock()
+
+    def work(index, call):
+        results[index] = _invoke(call, budget, takes_budget[index])
+        with lock:
+            remaining[0] -= 1
+            if not remaining[0]:
+                done.set()
+
+    threads = []
+    for index, (_name, _kind, call) in enumerate(checks):
+        # Daemon threads: a check that ignores its budget cannot hold the module's exit.
+        thread = threading.Thread(target=work, args=(index, call), name="health-check-%d" % index)
+        thread.daemon = True
+        thread.start()
+        threads.append(thread)
+    wait(done, budget)
+    with lock:
+        return list(results)
+
+
+def _wait_real(done, seconds):
+    done.wait(max(0.0, seconds))
+
+
 def run(checks, success_threshold=1, failure_threshold=0, interval=2.0, timeout=60.0,
-        clock=time.monotonic, sleep=time.sleep):
+        clock=time.monotonic, sleep=time.sleep, wait=None):
     """Run the gate.
 
     ``checks``: list of ``(name, kind, callable)``; each callable returns an :class:`Outcome`
-    (and may raise, which counts as a failure with the exception as the error).
+    (and may raise, which counts as a failure with the exception as the error). A callable
+    that accepts ``budget`` is given the seconds it may take (the time left before
+    ``timeout``); one that overruns it is reported as failed and not waited for.
 
     Returns ``(healthy, report)`` where ``report`` has ``rounds``, ``elapsed``, ``reason`` and
     ``checks``: per check its status, attempts, passes, last error and value, latency p50/p95.
     """
     validate(success_threshold, failure_threshold, interval, timeout)
+    wait = wait or _wait_real
     start = clock()
-    stats = [dict(name=name, kind=kind, attempts=0, passes=0, last_ok=None, last_error=None, last_value=None, latencies=[])
+    deadline = start + timeout
+    takes_budget = [_takes_budget(call) for _name, _kind, call in checks]
+    stats = [dict(name=name, kind=kind, attempts=0, passes=0, last_ok=None, last_error=None, last_value=None,
+                  latencies=[], skipped=False)
              for name, kind, _call in checks]
     passing_rounds = failing_rounds = rounds = 0
     healthy, reason = False, None
     while True:
         rounds += 1
         round_ok = True
-        for (_name, _kind, call), stat in zip(checks, stats):
+        budget = max(0.0, deadline - clock())
+        outcomes = _run_round(checks, takes_budget, budget, wait)
+        timed_out = False
+        for outcome, stat in zip(outcomes, stats):
+            if outcome is None:
+                timed_out = True
+                outcome = Outcome(False, error="no answer within the %.1fs left before the gate's timeout" % budget,
+                                  latency_ms=budget * 1000.0)
+            if outcome.skipped:
+                stat["skipped"] = True
+                stat["last_ok"] = True
+                stat["last_value"] = clip(outcome.value)
+                continue
             stat["attempts"] += 1
-            try:
-                outcome = call()
-            except Exception as exc:  # a check that blows up has failed; say how
-                outcome = Outcome(False, error="%s: %s" % (type(exc).__name__, exc))
             stat["last_ok"] = outcome.ok
-            stat["last_value"] = outcome.value
+            stat["last_value"] = clip(outcome.value)
             if outcome.latency_ms is not None:
                 stat["latencies"].append(outcome.latency_ms)
             if outcome.ok:
                 stat["passes"] += 1
             else:
-                stat["last_error"] = outcome.error
+                stat["last_error"] = clip(outcome.error)
                 round_ok = False
         if round_ok:
             passing_rounds, failing_rounds = passing_rounds + 1, 0
@@ -94,7 +183,7 @@ def run(checks, success_threshold=1, failure_threshold=0, interval=2.0, timeout=
             if failure_threshold and failing_rounds >= failure_threshold:
                 reason = "%d consecutive failing round(s) (failure_threshold)" % failing_rounds
                 break
-        if clock() - start + interval > timeout:
+        if timed_out or clock() + interval >= deadline:
             reason = "timeout of %ss reached" % timeout
             break
         sleep(interval)
@@ -106,7 +195,11 @@ def _report(stats, rounds, elapsed, reason):
     for stat in stats:
         latencies = stat.pop("latencies")
         last_ok = stat.pop("last_ok")
-        stat["status"] = "passing" if last_ok else "failing"
+        skipped = stat.pop("skipped")
+        if skipped:
+            stat["status"] = "skipped"
+        else:
+            stat["status"] = "passing" if last_ok else "failing"
         stat["latency_p50_ms"] = round(percentile(latencies, 0.5), 1) if latencies else None
         stat["latency_p95_ms"] = round(percentile(latencies, 0.95), 1) if latencies else None
         out.append(stat)

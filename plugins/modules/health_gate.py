@@ -16,8 +16,13 @@ description:
   - Check kinds are HTTP(S), TCP connect, a Docker container's health status, PostgreSQL
     (ready, primary or replica, replication lag), Redis (PING with auth, role, master link)
     and a command's exit code.
+  - The checks of a round run at the same time, each bounded by the time left, so O(timeout)
+    bounds the wall clock however many checks are slow.
   - On failure the message names each failing check, how it failed and the last value seen.
-  - It never changes anything.
+  - Values and errors in the results are cut to 4 KiB; passwords, header values and URL
+    credentials are masked.
+  - It never changes anything. PostgreSQL sessions are read-only with a statement timeout;
+    command checks run in check mode only when marked O(checks[].read_only).
 author:
   - Keel maintainers (@keel-platform)
 extends_documentation_fragment:
@@ -26,7 +31,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Checks only read, so they run in check mode too.
+    details: Checks only read, so they run in check mode too, except command checks not marked O(checks[].read_only), which are skipped.
   diff_mode:
     support: none
 """
@@ -50,16 +55,33 @@ EXAMPLES = r"""
     interval: 2
     timeout: 120
 
-- name: The new replica has caught up
+- name: The new replica has replayed everything the primary has written, and is streaming
   keel.platform.health_gate:
     checks:
       - type: postgresql
         host: pg2.internal
-        user: keel_monitor
+        primary_host: pg1.internal
+        user: keel_monitor  # member of pg_monitor
         password: "{{ vault_keel_monitor_password }}"
+        sslmode: verify-full
+        ca_file: /etc/keel/ca.pem
         role: replica
-        max_lag_bytes: 16777216
+        max_lag_bytes: 0
+        max_lag_seconds: 5
     timeout: 600
+
+- name: One virtual host over HTTPS by address (TLS server name shop.example.com)
+  keel.platform.health_gate:
+    checks:
+      - type: http
+        url: https://10.0.0.21/health
+        host_header: shop.example.com
+        headers:
+          Authorization: "Bearer {{ vault_health_token }}"
+      - name: local probe, safe in check mode
+        type: command
+        argv: [/usr/local/bin/app-ready]
+        read_only: true
 
 - name: Redis replica linked to its master
   keel.platform.health_gate:
@@ -102,7 +124,7 @@ checks:
       description: The check's type.
       type: str
     status:
-      description: C(passing) or C(failing) in the last round.
+      description: C(passing) or C(failing) in the last round; C(skipped) for a command check not run in check mode.
       type: str
     attempts:
       description: Times the check ran.
@@ -111,10 +133,10 @@ checks:
       description: Times it passed.
       type: int
     last_error:
-      description: The last failure's explanation, if any.
+      description: The last failure's explanation, if any (at most 4 KiB, secrets masked).
       type: str
     last_value:
-      description: The last value seen (status code, role, lag, exit code).
+      description: The last value seen (status code, role, lag and WAL receiver state, exit code, part of a body); at most 4 KiB, secrets masked.
       type: str
     latency_p50_ms:
       description: Median latency of its attempts.
@@ -124,32 +146,25 @@ checks:
       type: float
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.keel.platform.plugins.module_utils import gate
-from ansible_collections.keel.platform.plugins.module_utils.health_checks import GATE_OPTIONS, CheckConfigError, build
-
-LIBRARIES = {}
-for _kind, _lib in (("postgresql", "psycopg2"), ("docker", "docker")):
-    try:
-        __import__(_lib)
-    except ImportError:
-        LIBRARIES[_kind] = (_lib, traceback.format_exc())
+from ansible_collections.keel.platform.plugins.module_utils.health_checks import (
+    GATE_OPTIONS, CheckConfigError, MissingLibraryError, build, secret_values)
 
 
 def run_gate(module, params):
     """Validate, run the gate; return (healthy, report) or fail the module with a clear message."""
     if not params["checks"]:
         module.fail_json(msg="checks: give at least one check")
+    # URL credentials and header values are secrets too: masked wherever the output shows them.
     for check in params["checks"]:
-        if check["type"] in LIBRARIES:
-            lib, trace = LIBRARIES[check["type"]]
-            module.fail_json(msg=missing_required_lib(lib) + " (needed by %s checks)" % check["type"], exception=trace)
+        module.no_log_values.update(secret_values(check))
     try:
-        checks = build(params["checks"])
+        checks = build(params["checks"], check_mode=module.check_mode)
         gate.validate(params["success_threshold"], params["failure_threshold"], params["interval"], params["timeout"])
+    except MissingLibraryError as exc:
+        module.fail_json(msg="%s. %s" % (exc, missing_required_lib(exc.library)), exception=exc.exception)
     except (CheckConfigError, gate.GateConfigError) as exc:
         module.fail_json(msg=str(exc))
     return gate.run(checks, params["success_threshold"], params["failure_threshold"], params["interval"], params["timeout"])
@@ -158,6 +173,10 @@ def run_gate(module, params):
 def main():
     module = AnsibleModule(argument_spec=GATE_OPTIONS, supports_check_mode=True)
     healthy, report = run_gate(module, module.params)
+    for check in report["checks"]:
+        if check["status"] == "skipped":
+            module.warn("check %s was not run in check mode: a command may change things; set read_only: true"
+                        " on a command that only reads" % check["name"])
     result = dict(changed=False, healthy=healthy, **report)
     if not healthy:
         module.fail_json(msg=gate.failure_message(report), **result)

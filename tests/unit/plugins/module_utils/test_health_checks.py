@@ -106,19 +106,78 @@ class FakePg(object):
         return Conn()
 
 
+def replica_row(receive="0/3000100", replay="0/3000100", since_replay=120.0, status="streaming", latest_end=None, paused=False):
+    """A row of REPLICA_QUERY for a replica."""
+    return (True, receive, replay, since_replay, 4242 if status else None, status, latest_end or receive, paused)
+
+
+PRIMARY_ROW = (False, None, None, None, None, None, None, False)
+
+
 @pytest.mark.parametrize(
     "row,check,ok,text",
     [
-        ((False, 0, 0.0), {"role": "primary"}, True, "primary"),
-        ((False, 0, 0.0), {"role": "replica"}, False, "server is a primary, expected a replica"),
-        ((True, 100, 0.5), {"role": "replica", "max_lag_bytes": 1000}, True, "replica, lag 100 bytes"),
-        ((True, 5000, 0.5), {"role": "replica", "max_lag_bytes": 1000}, False, "replay lag 5000 bytes over 1000"),
-        ((True, 0, 42.0), {"max_lag_seconds": 30}, False, "replay lag 42.0 s over 30"),
+        (PRIMARY_ROW, {"role": "primary"}, True, "primary"),
+        (PRIMARY_ROW, {"role": "replica"}, False, "server is a primary, expected a replica"),
+        (replica_row(receive="0/3000164"), {"role": "replica", "max_lag_bytes": 1000}, True, "replica, lag 100 bytes"),
+        (replica_row(receive="0/3001488"), {"role": "replica", "max_lag_bytes": 1000}, False, "replay lag 5000 bytes over 1000"),
+        (replica_row(receive="0/3000101", since_replay=42.0), {"max_lag_seconds": 30}, False, "replay lag 42.0 s over 30"),
+        # Idle and caught up: the last replayed transaction is old, but nothing is left to replay.
+        (replica_row(since_replay=3600.0), {"max_lag_seconds": 1}, True, "lag 0 bytes / 0.0 s"),
+        # The primary told the replica about WAL it has not received yet.
+        (replica_row(latest_end="0/3000200"), {"max_lag_bytes": 0}, False, "replay lag 256 bytes over 0"),
+        # A receiver that is down or never connected: nothing to replay, and still not caught up.
+        (replica_row(status=None), {"max_lag_bytes": 0}, False, "WAL receiver is not running"),
+        (replica_row(status=None), {"max_lag_seconds": 60}, False, "WAL receiver is not running"),
+        (replica_row(status="waiting"), {"max_lag_bytes": 1000}, False, "WAL receiver is waiting"),
+        # Role checks alone do not need the receiver.
+        (replica_row(status=None), {"role": "replica"}, True, "WAL receiver not running"),
+        # Visible pid, hidden status: the user lacks pg_monitor.
+        ((True, "0/1", "0/1", 1.0, 4242, None, None, False), {"max_lag_bytes": 0}, False, "needs pg_monitor"),
+        # Behind with nothing replayed yet: the lag in seconds is unknown, which fails.
+        (replica_row(receive="0/3000200", since_replay=None), {"max_lag_seconds": 60}, False, "replay lag unknown"),
     ],
 )
 def test_postgresql_roles_and_lag(row, check, ok, text):
     outcome = hc.postgresql_check(opts(type="postgresql", **check), driver=FakePg(row))()
     assert outcome.ok is ok and text in ((outcome.error or "") + " " + (outcome.value or ""))
+
+
+class ScriptedPg(FakePg):
+    """Answers by port: the primary's position on one, the replica's row on the other."""
+
+    def __init__(self, rows):
+        FakePg.__init__(self)
+        self.rows, self.calls = rows, []
+
+    def connect(self, **kw):
+        self.calls.append(kw)
+        self.row = self.rows[kw["port"]]
+        return FakePg.connect(self, **kw)
+
+
+def test_postgresql_lag_against_the_primary():
+    # The replica has replayed all it received, but the primary has written 4096 bytes more.
+    driver = ScriptedPg({5432: (False, "0/3001100"), 5433: replica_row()})
+    check = opts(type="postgresql", host="pg2", port=5433, primary_host="pg1", primary_port=5432, max_lag_bytes=1000)
+    outcome = hc.postgresql_check(check, driver=driver)()
+    assert not outcome.ok and "replay lag 4096 bytes over 1000 (behind the primary's current position)" in outcome.error
+    assert [c["host"] for c in driver.calls] == ["pg1", "pg2"]
+    driver = ScriptedPg({5432: (False, "0/3000100"), 5433: replica_row(since_replay=900.0)})
+    outcome = hc.postgresql_check(dict(check, max_lag_seconds=1), driver=driver)()
+    assert outcome.ok, outcome.error
+    driver = ScriptedPg({5432: (True, None), 5433: replica_row()})
+    outcome = hc.postgresql_check(check, driver=driver)()
+    assert not outcome.ok and "primary_host pg1 is itself in recovery" in outcome.error
+
+
+def test_postgresql_connection_options_bound_the_query_and_pass_sslmode():
+    driver = ScriptedPg({5432: PRIMARY_ROW})
+    hc.postgresql_check(opts(type="postgresql", timeout=10.0, sslmode="verify-full", ca_file="/ca.pem"), driver=driver)(budget=3.2)
+    kw = driver.calls[0]
+    assert kw["sslmode"] == "verify-full" and kw["sslrootcert"] == "/ca.pem"
+    assert kw["connect_timeout"] == 4 and "statement_timeout=3200" in kw["options"]
+    assert "default_transaction_read_only=on" in kw["options"]
 
 
 def test_postgresql_connection_error():
