@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from ansible_collections.keel.platform.plugins.module_utils import gate
@@ -118,3 +120,55 @@ def test_percentile_nearest_rank():
     assert gate.percentile([5], 0.95) == 5
     assert gate.percentile(list(range(1, 101)), 0.5) == 50
     assert gate.percentile(list(range(1, 101)), 0.95) == 95
+
+
+def sleeper(seconds, seen=None):
+    """A slow check that ignores its budget (the worst case for the gate's bound)."""
+    def run(budget=None):
+        if seen is not None:
+            seen.append(budget)
+        time.sleep(seconds)
+        return Outcome(True, value="late")
+
+    return run
+
+
+def test_timeout_bounds_the_wall_clock_however_many_checks_are_slow():
+    # Three checks of 5 s each, run one after the other, took 15 s; run together and bounded by
+    # the time left they end at the timeout.
+    started = time.monotonic()
+    healthy, report = gate.run([("a", "http", sleeper(5)), ("b", "tcp", sleeper(5)), ("c", "command", sleeper(5))],
+                               interval=0.1, timeout=1.0)
+    took = time.monotonic() - started
+    print("3 checks of 5 s each, timeout 1 s: the gate returned after %.2f s" % took)
+    assert took < 1.5
+    assert not healthy and report["rounds"] == 1 and report["reason"] == "timeout of 1.0s reached"
+    assert all(c["status"] == "failing" and "no answer within the 1.0s left" in c["last_error"] for c in report["checks"])
+
+
+def test_checks_of_a_round_run_at_once_each_given_the_time_left():
+    seen = []
+    started = time.monotonic()
+    healthy, report = gate.run([(name, "tcp", sleeper(0.5, seen)) for name in "abcd"], success_threshold=2, interval=0.05, timeout=30)
+    took = time.monotonic() - started
+    assert healthy and report["rounds"] == 2
+    assert took < 1.8  # four checks of 0.5 s, two rounds: 1 s together, 4 s one after the other
+    assert len(seen) == 8 and all(0 < budget <= 30 for budget in seen)
+    assert seen[4] < seen[0]  # the second round has less time left
+
+
+def test_a_skipped_check_neither_passes_nor_fails_the_round():
+    skipped = lambda budget=None: Outcome(True, value="not run in check mode", skipped=True)  # noqa: E731
+    healthy, report = run([("cmd", "command", skipped), ("a", "tcp", scripted([True]))], FakeTime(), interval=1, timeout=10)
+    assert healthy
+    assert report["checks"][0]["status"] == "skipped" and report["checks"][0]["attempts"] == 0
+    assert report["checks"][0]["last_value"] == "not run in check mode"
+
+
+def test_values_and_errors_are_bounded():
+    huge = lambda: Outcome(False, value="v" * 100000, error="e" * 100000)  # noqa: E731
+    healthy, report = run([("big", "http", huge)], FakeTime(), interval=1, timeout=1.5)
+    check = report["checks"][0]
+    assert not healthy and len(check["last_value"]) == gate.RESULT_LIMIT and len(check["last_error"]) == gate.RESULT_LIMIT
+    assert check["last_error"].endswith("more characters]")
+    assert len(gate.failure_message(report)) < 3 * gate.RESULT_LIMIT

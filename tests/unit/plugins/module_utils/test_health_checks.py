@@ -1,5 +1,7 @@
 import socket
+import sys
 import threading
+import time
 
 import pytest
 
@@ -234,3 +236,53 @@ def test_command_check():
     assert not outcome.ok and outcome.value == "degraded"
     outcome = hc.command_check(opts(argv=["/nonexistent/bin"]))()
     assert not outcome.ok and "cannot run /nonexistent/bin" in outcome.error
+
+
+def test_a_missing_library_fails_the_build_at_once(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # import psycopg2 now raises ImportError
+    with pytest.raises(hc.MissingLibraryError, match=r"checks\[1\] \(db\): a postgresql check needs the Python library psycopg2") as info:
+        hc.build([opts(type="tcp", host="x", port=1), opts(type="postgresql", name="db")])
+    assert info.value.library == "psycopg2" and "psycopg2" in info.value.exception
+
+
+def test_command_checks_are_skipped_in_check_mode_unless_read_only(tmp_path):
+    marker = tmp_path / "touched"
+    (name, kind, run), = hc.build([opts(type="command", argv=["touch", str(marker)])], check_mode=True)
+    outcome = run()
+    assert outcome.skipped and outcome.ok and not marker.exists()
+    (name, kind, run), = hc.build([opts(type="command", argv=["touch", str(marker)], read_only=True)], check_mode=True)
+    assert run().ok and marker.exists()
+
+
+def test_command_output_is_bounded_in_memory_and_in_the_result():
+    rc, out, err, total = hc.run_bounded(["sh", "-c", "head -c 5000000 /dev/zero; head -c 3000000 /dev/zero >&2"], 20, keep=65536)
+    assert rc == 0 and len(out) == 65536 and len(err) == 65536 and total == 5000000
+    outcome = hc.command_check(opts(argv=["sh", "-c", "yes oops | head -c 200000 >&2; exit 3"]))()
+    assert not outcome.ok and len(outcome.error) <= 4096
+    outcome = hc.command_check(opts(argv=["sh", "-c", "yes degraded | head -c 200000"], stdout_contains="running"))()
+    assert not outcome.ok and len(outcome.value) <= 4096
+
+
+def test_command_check_is_bounded_by_its_budget_with_its_children():
+    started = time.monotonic()
+    outcome = hc.command_check(opts(argv=["sh", "-c", "sleep 30; echo done"], timeout=10.0))(budget=0.5)
+    assert not outcome.ok and "did not finish within 0.5 s" in outcome.error
+    assert time.monotonic() - started < 3
+
+
+def test_secrets_are_masked_in_outcomes():
+    check = opts(type="http", url="http://monitor:s3cr%40t-pw@127.0.0.1:9/health", headers={"X-Token": "tok-123456"})
+    assert set(hc.secret_values(check)) >= {"s3cr%40t-pw", "s3cr@t-pw", "tok-123456"}
+    assert hc.redact_url(check["url"]) == "http://monitor:********@127.0.0.1:9/health"
+    outcome = hc.http_check(check)(budget=1)
+    assert not outcome.ok and "s3cr" not in outcome.error and "monitor:********@127.0.0.1:9" in outcome.error
+    leaky = hc._guarded(lambda budget: hc.Outcome(False, value="echo tok-123456", error="auth s3cr@t-pw refused"), check)
+    outcome = leaky()
+    assert outcome.value == "echo ********" and outcome.error == "auth ******** refused"
+
+
+def test_http_checks_refuse_other_schemes_and_sni_through_a_proxy():
+    with pytest.raises(hc.CheckConfigError, match="url must start with http"):
+        hc.build([opts(type="http", url="ftp://x/")])
+    with pytest.raises(hc.CheckConfigError, match="TLS server name"):
+        hc.build([opts(type="http", url="https://10.0.0.1/", host_header="shop.example", use_proxy=True)])
