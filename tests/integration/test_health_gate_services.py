@@ -1,6 +1,8 @@
 """health_gate against real services the tests start: HTTP, TCP, PostgreSQL 15 with a
 streaming replica, Redis with a replica, a command, and a Docker container's HEALTHCHECK."""
 
+import contextlib
+import json
 import subprocess
 import threading
 import time
@@ -134,17 +136,189 @@ def test_postgresql_replication_lag_in_bytes(run_module, pg):
     assert not failed, result.get("msg")
 
 
-def test_postgresql_replication_lag_in_seconds(run_module, pg):
-    # After a replayed write and an idle second and a half, the last replayed transaction is
-    # that old: a replica required to be under one second behind fails, one under a minute passes.
+def wait_caught_up(pg, timeout=30):
+    """Until the replica streams and has replayed everything the primary has written."""
+    deadline = time.time() + timeout
+    while True:
+        lsn = sql(pg, "primary", "SELECT pg_current_wal_lsn()::text")[0]
+        row = sql(pg, "replica", "SELECT (SELECT status FROM pg_stat_wal_receiver),"
+                  " pg_wal_lsn_diff('%s'::pg_lsn, pg_last_wal_replay_lsn()) <= 0" % lsn)
+        if row == ("streaming", True):
+            return
+        assert time.time() < deadline, "the replica did not catch up: %r" % (row,)
+        time.sleep(0.2)
+
+
+def both_modes(pg, **kw):
+    """The same lag check without the primary (receive vs replay) and against the primary."""
+    return [pg_check(pg, "replica", name="alone", **kw),
+            pg_check(pg, "replica", name="vs-primary", primary_host="127.0.0.1", primary_port=pg["primary"], **kw)]
+
+
+def test_postgresql_idle_caught_up_replica_passes_a_seconds_check(run_module, pg):
+    # Fault: the lag in seconds was the age of the last replayed transaction, so an idle replica
+    # that had replayed everything failed after a second of quiet on the primary.
     sql(pg, "primary", "CREATE TABLE IF NOT EXISTS lag_seconds (x int); INSERT INTO lag_seconds VALUES (1)")
-    failed, result = gate(run_module, [pg_check(pg, "replica", max_lag_bytes=0)], timeout=10)
+    wait_caught_up(pg)
+    time.sleep(2.5)
+    failed, result = gate(run_module, both_modes(pg, max_lag_seconds=1, max_lag_bytes=0), timeout=5)
     assert not failed, result.get("msg")
-    time.sleep(1.5)
-    failed, result = gate(run_module, [pg_check(pg, "replica", name="replica", max_lag_seconds=1)], timeout=0.5)
-    assert failed and "replica (postgresql): replay lag" in result["msg"] and "s over 1.0 s" in result["msg"]
-    failed, result = gate(run_module, [pg_check(pg, "replica", max_lag_seconds=60)], timeout=1)
-    assert not failed
+    for check in result["checks"]:
+        assert "lag 0 bytes / 0.0 s" in check["last_value"] and "WAL receiver streaming" in check["last_value"]
+
+
+def test_postgresql_paused_replay_fails_bytes_and_seconds_in_both_modes(run_module, pg):
+    wait_caught_up(pg)
+    sql(pg, "replica", "SELECT pg_wal_replay_pause()")
+    try:
+        sql(pg, "primary", "INSERT INTO lag_seconds SELECT g FROM generate_series(1, 20000) g")
+        deadline = time.time() + 20
+        while sql(pg, "replica", "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())")[0] <= 1024:
+            assert time.time() < deadline, "the replica never received the new WAL"
+            time.sleep(0.2)
+        failed, result = gate(run_module, both_modes(pg, max_lag_bytes=1024), timeout=2)
+        assert failed and "alone (postgresql): replay lag" in result["msg"] and "vs-primary (postgresql): replay lag" in result["msg"]
+        assert "behind the primary's current position" in result["msg"] and "replay paused" in result["msg"]
+        time.sleep(1.5)
+        failed, result = gate(run_module, both_modes(pg, max_lag_seconds=1), timeout=2)
+        assert failed and "alone (postgresql): replay lag" in result["msg"] and "s over 1.0 s" in result["msg"]
+        assert "vs-primary (postgresql): replay lag" in result["msg"]
+    finally:
+        sql(pg, "replica", "SELECT pg_wal_replay_resume()")
+    failed, result = gate(run_module, both_modes(pg, max_lag_bytes=0), timeout=20)
+    assert not failed, result.get("msg")
+
+
+@contextlib.contextmanager
+def primary_conninfo(pg, conninfo):
+    """The replica's primary_conninfo set to ``conninfo`` (reloaded), then restored."""
+    original = sql(pg, "replica", "SHOW primary_conninfo")[0]
+    sql(pg, "replica", "ALTER SYSTEM SET primary_conninfo = %s" % psycopg2_literal(conninfo))
+    sql(pg, "replica", "SELECT pg_reload_conf()")
+    try:
+        deadline = time.time() + 20
+        while sql(pg, "replica", "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'")[0]:
+            assert time.time() < deadline, "the WAL receiver did not stop"
+            time.sleep(0.2)
+        yield
+    finally:
+        sql(pg, "replica", "ALTER SYSTEM SET primary_conninfo = %s" % psycopg2_literal(original))
+        sql(pg, "replica", "SELECT pg_reload_conf()")
+        wait_caught_up(pg)
+
+
+def psycopg2_literal(text):
+    return "'%s'" % text.replace("'", "''")
+
+
+def test_postgresql_replica_with_its_receiver_stopped_fails_every_lag_check(run_module, pg):
+    # Fault: with the receiver down, received == replayed, so "0 bytes of lag" passed.
+    wait_caught_up(pg)
+    with primary_conninfo(pg, ""):
+        failed, result = gate(run_module, both_modes(pg, max_lag_bytes=0), timeout=2)
+        assert failed and "alone (postgresql): WAL receiver is not running" in result["msg"]
+        assert "vs-primary (postgresql): WAL receiver is not running" in result["msg"]
+        failed, result = gate(run_module, both_modes(pg, max_lag_seconds=60), timeout=2)
+        assert failed and result["msg"].count("WAL receiver is not running") == 2
+        # Still a replica for a role check, which does not ask about lag.
+        failed, result = gate(run_module, [pg_check(pg, "replica", role="replica")], timeout=2)
+        assert not failed and "WAL receiver not running" in result["checks"][0]["last_value"]
+
+
+def test_postgresql_replica_that_never_connects_fails_a_lag_check(run_module, pg):
+    with services.tcp_listener() as closed_port:
+        pass
+    wait_caught_up(pg)
+    conninfo = "host=127.0.0.1 port=%d user=postgres password=%s connect_timeout=2" % (closed_port, pg["password"])
+    with primary_conninfo(pg, conninfo):
+        failed, result = gate(run_module, both_modes(pg, max_lag_bytes=0, max_lag_seconds=60), timeout=2)
+        assert failed and result["msg"].count("(postgresql): WAL receiver is") == 2, result["msg"]
+
+
+def test_postgresql_sslmode_is_passed_to_libpq(run_module, pg):
+    failed, result = gate(run_module, [pg_check(pg, "primary", name="tls", sslmode="require")], timeout=1)
+    assert failed and "server does not support SSL" in result["msg"]
+    failed, result = gate(run_module, [pg_check(pg, "primary", sslmode="disable")], timeout=5)
+    assert not failed, result.get("msg")
+
+
+def test_three_slow_real_services_with_timeout_4_return_in_under_7_seconds(run_module):
+    # A web server that answers after 30 s, and a PostgreSQL and a Redis "server" that accept
+    # the connection and never answer. One after the other, at 5 s each, they took about 17 s.
+    with services.http_server({"/slow": (200, "ok", 30)}) as url, \
+            services.tcp_listener() as silent_pg, services.tcp_listener() as silent_redis:
+        checks = [{"name": "web", "type": "http", "url": url + "/slow"},
+                  {"name": "db", "type": "postgresql", "host": "127.0.0.1", "port": silent_pg, "user": "x", "password": "y"},
+                  {"name": "cache", "type": "redis", "host": "127.0.0.1", "port": silent_redis}]
+        started = time.monotonic()
+        failed, result = run_module(health_gate.main, {"checks": checks, "timeout": 4})
+        took = time.monotonic() - started
+    print("3 slow checks (http, postgresql, redis), timeout: 4 -> returned after %.2f s" % took)
+    assert failed and took < 7, took
+    assert [c["status"] for c in result["checks"]] == ["failing"] * 3
+
+
+def test_https_with_host_header_sends_its_name_as_sni_and_verifies_it(run_module):
+    routes = {"/health": (200, lambda req: "host=%s" % req.headers.get("Host"), 0)}
+    with services.https_server(routes, ["shop.example.test"]) as tls:
+        failed, result = gate(run_module, [{"name": "vhost", "type": "http", "url": tls["url"] + "/health", "ca_file": tls["ca_file"],
+                                            "host_header": "shop.example.test", "body_contains": "host=shop.example.test"}])
+        assert not failed, result.get("msg")
+        assert tls["server_names"][-1] == "shop.example.test"
+        # Without the Host header the certificate (for shop.example.test) does not match 127.0.0.1.
+        failed, result = gate(run_module, [{"name": "by-ip", "type": "http", "url": tls["url"] + "/health", "ca_file": tls["ca_file"]}], timeout=1)
+        assert failed and "CERTIFICATE_VERIFY_FAILED" in result["msg"]
+        # A Host header naming another site is verified against that name, and refused.
+        failed, result = gate(run_module, [{"name": "other", "type": "http", "url": tls["url"] + "/health", "ca_file": tls["ca_file"],
+                                            "host_header": "other.example.test:8443"}], timeout=1)
+        assert failed and "CERTIFICATE_VERIFY_FAILED" in result["msg"] and tls["server_names"][-1] == "other.example.test"
+
+
+class ProxyRecorder(dict):
+    """Routes for http_server acting as a proxy: every request is recorded and answered 502."""
+
+    def __init__(self):
+        dict.__init__(self)
+        self.seen = []
+
+    def get(self, path, default=None):
+        self.seen.append(path)
+        return (502, "from the proxy", 0)
+
+
+def test_no_proxy_and_no_netrc_unless_asked(run_module, monkeypatch, tmp_path):
+    proxy = ProxyRecorder()
+    routes = {"/auth": (200, lambda req: "auth=%s" % req.headers.get("Authorization"), 0)}
+    with services.http_server(proxy) as proxy_url, services.http_server(routes) as url:
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+        netrc.chmod(0o600)
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+            monkeypatch.setenv(name, proxy_url)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.setenv("NETRC", str(netrc))
+        failed, result = gate(run_module, [{"name": "direct", "type": "http", "url": url + "/auth", "body_contains": "auth=None"}], timeout=2)
+        assert not failed, result.get("msg")
+        assert proxy.seen == []
+        failed, result = gate(run_module, [{"name": "netrc", "type": "http", "url": url + "/auth", "use_netrc": True,
+                                            "body_contains": "auth=Basic"}], timeout=2)
+        assert not failed, result.get("msg")
+        failed, result = gate(run_module, [{"name": "proxied", "type": "http", "url": url + "/auth", "use_proxy": True}], timeout=1)
+        assert failed and "status 502" in result["msg"] and proxy.seen and set(proxy.seen) == {url + "/auth"}
+
+
+def test_bodies_in_results_are_bounded(run_module):
+    big = {"status": "x" * 300000, "items": ["y" * 1000] * 300}
+    with services.http_server({"/big": (200, big, 0)}) as url:
+        failed, result = gate(run_module, [{"name": "text", "type": "http", "url": url + "/big", "body_contains": "never there"},
+                                           {"name": "json", "type": "http", "url": url + "/big", "json_field": "status", "json_value": "ok"}],
+                              timeout=1)
+    assert failed
+    for check in result["checks"]:
+        assert len(check["last_value"]) <= 4096 and len(check["last_error"]) <= 4096
+    assert "(first 1048576 bytes of the body)" not in result["checks"][0]["last_error"]  # 600 kB: read whole
+    assert len(json.dumps(result)) < 40000
 
 
 @pytest.fixture(scope="module")

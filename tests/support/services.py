@@ -33,7 +33,7 @@ def wait_for_port(port, timeout=30):
 
 
 @contextlib.contextmanager
-def http_server(routes):
+def http_server(routes, server_class=http.server.ThreadingHTTPServer):
     """Serve ``routes`` ({path: (status, body, delay_seconds)}) on a free loopback port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -51,7 +51,7 @@ def http_server(routes):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = server_class(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -143,3 +143,75 @@ def redis_pair(password="keel-redis-pw"):
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def make_tls_files(directory, names):
+    """A throwaway CA and a server certificate for ``names`` (DNS names), written as PEM files
+    into ``directory``; returns (ca_file, cert_file, key_file)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Keel test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = [os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server.key")]
+    with open(paths[0], "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[2], "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return tuple(paths)
+
+
+@contextlib.contextmanager
+def https_server(routes, names):
+    """Like :func:`http_server`, over TLS with a certificate for ``names`` from a throwaway CA.
+
+    Yields a dict: ``url`` (https://127.0.0.1:PORT), ``ca_file``, and ``server_names``, the TLS
+    server name (SNI) each handshake sent (None when the client sent none).
+    """
+    import ssl
+
+    directory = tempfile.mkdtemp(prefix="keel-tls-")
+    server_names = []
+    try:
+        ca_file, cert_file, key_file = make_tls_files(directory, names)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        context.sni_callback = lambda sslobj, name, ctx: server_names.append(name)
+
+        class Server(http.server.ThreadingHTTPServer):
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                # The handshake happens in the request's thread, on its first read.
+                return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+            def handle_error(self, request, client_address):
+                pass  # handshakes that clients refuse are part of the tests
+
+        with http_server(routes, server_class=Server) as url:
+            yield {"url": url.replace("http://", "https://"), "ca_file": ca_file, "server_names": server_names}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
