@@ -388,3 +388,63 @@ def test_docker_container_health(run_module, container_with_healthcheck):
 
     failed, result = gate(run_module, [{"name": "ghost", "type": "docker", "container": name + "-missing"}], timeout=0.5)
     assert failed and "cannot inspect container %s-missing" % name in result["msg"]
+
+
+def test_no_secret_in_the_whole_output_of_a_real_run(pg, tmp_path):
+    """ansible-playbook -vvv runs the module with a real PostgreSQL password, an HTTP basic-auth
+    URL whose server echoes the password back, and a secret header; none of them may appear in
+    anything the run prints (results, invocation, warnings, stderr)."""
+    import base64
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    web_password, api_key = "web-pw-7f3a9c1e", "api-key-5d2b8e0a"
+
+    def echo(req):
+        auth = req.headers.get("Authorization") or ""
+        decoded = base64.b64decode(auth.split()[-1]).decode() if auth.startswith("Basic ") else ""
+        return "credentials=%s key=%s" % (decoded, req.headers.get("X-Api-Key"))
+
+    with services.http_server({"/echo": (200, echo, 0)}) as url:
+        (tmp_path / "secrets.yml").write_text(
+            "pg_password: %s\nweb_password: %s\napi_key: %s\n" % (json.dumps(pg["password"]), web_password, api_key))
+        playbook = tmp_path / "gate.yml"
+        playbook.write_text("""
+- hosts: localhost
+  gather_facts: false
+  vars_files: [secrets.yml]
+  tasks:
+    - name: Replica caught up, with the real password
+      keel.platform.health_gate:
+        checks:
+          - {type: postgresql, host: 127.0.0.1, port: %(replica)d, user: postgres, password: "{{ pg_password }}",
+             role: replica, primary_host: 127.0.0.1, primary_port: %(primary)d, max_lag_bytes: 0}
+        timeout: 20
+    - name: Wrong password for the same server
+      keel.platform.health_gate:
+        checks:
+          - {type: postgresql, host: 127.0.0.1, port: %(replica)d, user: postgres, password: "{{ pg_password }}-not"}
+        timeout: 1
+      ignore_errors: true
+    - name: Basic auth URL and a secret header, answered with both echoed back
+      keel.platform.health_gate:
+        checks:
+          - type: http
+            url: "%(scheme)s//monitor:{{ web_password }}@%(rest)s/echo"
+            headers: {X-Api-Key: "{{ api_key }}"}
+            body_contains: never there
+        timeout: 1
+      ignore_errors: true
+""" % dict(replica=pg["replica"], primary=pg["primary"], scheme=url.split("//")[0], rest=url.split("//")[1]))
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=os.path.join(root, "collections"),
+                   ANSIBLE_NOCOLOR="1")
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-vvv", "-i", "localhost,",
+                               "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)],
+                              cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "ok=3" in output and "ignored=2" in output, output[-3000:]
+    assert "password authentication failed" in output and "credentials=******** key=********" in output
+    for secret in (pg["password"], web_password, api_key, base64.b64encode(("monitor:" + web_password).encode()).decode()):
+        assert secret not in output, "secret %r leaked" % secret
