@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: Keel maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What container_rollout does on the Docker host itself, beside the engine's API: the
+per-service lock, the secret files and the check that a host port is free.
+
+These need the module to run on the engine's host (the default ``unix://`` socket): the lock is
+a file lock, and secret files are bind-mounted from the host's filesystem.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import shutil
+import socket
+import time
+
+SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class LockTimeout(Exception):
+    pass
+
+
+class ServiceLock(object):
+    """An exclusive ``flock`` on ``DIR/keel-container-rollout-SERVICE.lock``, waited for up to
+    ``timeout`` seconds. The kernel drops it when the process ends, however it ends."""
+
+    def __init__(self, directory, service, timeout, clock=time.monotonic, sleep=time.sleep):
+        self.path = os.path.join(directory, "keel-container-rollout-%s.lock" % service)
+        self.timeout, self.clock, self.sleep = timeout, clock, sleep
+        self.fd = None
+        self.waited = 0.0
+
+    def acquire(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        start = self.clock()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+            self.waited = self.clock() - start
+            if self.waited >= self.timeout:
+                holder = _read(fd)
+                os.close(fd)
+                raise LockTimeout("another container_rollout run holds %s%s; waited %.0f s (lock_timeout)"
+                                  % (self.path, " (process %s)" % holder if holder else "", self.waited))
+            self.sleep(min(0.2, max(0.01, self.timeout - self.waited)))
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _read(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+
+
+def numeric_user(user):
+    """``(uid, gid)`` of a Docker ``user`` value when it is numeric (``1000``, ``1000:1000``);
+    ``(0, 0)`` for an empty one (root); None for a name."""
+    if not user:
+        return 0, 0
+    uid, _sep, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        return None
+    return int(uid), int(gid or 0)
+
+
+class SecretFiles(object):
+    """Secrets as files: ``BASE/SERVICE/gN/NAME``, mode 0400 in a 0500 directory, both owned by
+    the container's user, bind-mounted read-only into that generation's containers. ``BASE``
+    and ``BASE/SERVICE`` are root's alone (0700)."""
+
+    def __init__(self, base, service):
+        self.base = base
+        self.root = os.path.join(base, service)
+
+    def directory(self, generation):
+        return os.path.join(self.root, "g%d" % generation)
+
+    def write(self, generation, secrets, uid, gid):
+        path = self.directory(generation)
+        for parent in (self.base, self.root):
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o700)
+            os.chmod(parent, 0o700)
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+        os.mkdir(path, 0o700)
+        for name, value in sorted(secrets.items()):
+            fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+            try:
+                os.write(fd, value.encode("utf-8") if isinstance(value, str) else value)
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, 0o400)
+            finally:
+                os.close(fd)
+        os.chown(path, uid, gid)
+        os.chmod(path, 0o500)
+        return path
+
+    def remove(self, generation):
+        path = self.directory(generation)
+        if os.path.lexists(path):
+            shutil.rmtree(path)
+
+    def generations(self):
+        if not os.path.isdir(self.root):
+            return []
+        return sorted(int(name[1:]) for name in os.listdir(self.root) if name[:1] == "g" and name[1:].isdigit())
+
+
+def ports_in_use(host_ip, ports):
+    """The ports of ``ports`` that cannot be bound on ``host_ip`` now (something listens).
+
+    An address this machine does not have (EADDRNOTAVAIL) is not checked: the engine will say.
+    """
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    busy = []
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"; a listener is
+        try:
+            sock.bind((host_ip, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                busy.append(port)
+        finally:
+            sock.close()
+    return busy

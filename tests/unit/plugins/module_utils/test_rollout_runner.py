@@ -1,0 +1,442 @@
+"""container_rollout's run (rollout_runner) and engine adapter (docker_engine) against a fake
+Docker API that fails where the real engine fails (tests/support/fake_docker.py)."""
+
+import os
+
+import pytest
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.keel.platform.plugins.module_utils import docker_engine
+from ansible_collections.keel.platform.plugins.module_utils import gate as gate_loop
+from ansible_collections.keel.platform.plugins.module_utils import rollout
+from ansible_collections.keel.platform.plugins.module_utils import rollout_host
+from ansible_collections.keel.platform.plugins.module_utils import rollout_runner
+from ansible_collections.keel.platform.plugins.module_utils.rollout_runner import RolloutFailed, Runner
+from ansible_collections.keel.platform.plugins.modules import container_rollout
+from tests.support.fake_docker import FakeAPI, api_error
+
+IMAGE = "registry.test:5000/shop:1"
+
+
+@pytest.fixture
+def api(monkeypatch):
+    fake = FakeAPI()
+    fake.add_image(IMAGE, user="1000:1000")
+    fake.add_image("registry.test:5000/shop:2", user="1000:1000")
+    monkeypatch.setattr(docker_engine, "connect", lambda base_url, timeout=60: docker_engine.Engine(fake))
+    monkeypatch.setattr(rollout_host, "ports_in_use", lambda host_ip, ports: [])
+    return fake
+
+
+@pytest.fixture
+def params(tmp_path):
+    def make(**kw):
+        args = dict(service="shop", image=IMAGE, replicas=2, container_ports=[8000], port_base=18000,
+                    lock_dir=str(tmp_path), secrets_dir=str(tmp_path / "secrets"), lock_timeout=0.3)
+        args.update(kw)
+        result = ArgumentSpecValidator(container_rollout.argument_spec()).validate(args)
+        assert not result.error_messages, result.error_messages
+        return result.validated_parameters
+    return make
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """The gate's verdicts, in order (default: pass). Each item: True, False or an exception."""
+    class Verdicts(list):
+        pass
+
+    verdicts = Verdicts()
+    seen = []
+
+    def run(checks, *_args):
+        seen.append([name for name, _kind, _call in checks])
+        verdict = verdicts.pop(0) if verdicts else True
+        if not isinstance(verdict, bool):
+            raise verdict  # pylint: disable=raising-bad-type
+        report = dict(rounds=1, elapsed=0.1, reason="passed" if verdict else "failed", checks=[])
+        return verdict, report
+
+    monkeypatch.setattr(gate_loop, "run", run)
+    monkeypatch.setattr(gate_loop, "failure_message", lambda report: "health (http): status 500, expected [200]")
+    verdicts.seen = seen
+    return verdicts
+
+
+CHECKS = [{"name": "health", "type": "http", "url": "http://{host}:{port}/health"}]
+
+
+def run(params, check_mode=False, sleep=None, **kw):
+    return Runner(params(**kw), check_mode=check_mode, sleep=sleep or (lambda s: None)).execute()
+
+
+def fails(params, **kw):
+    with pytest.raises(RolloutFailed) as exc:
+        run(params, **kw)
+    return exc.value
+
+
+def test_first_rollout_runs_the_exact_image_id_and_records_the_gate(api, params, gate):
+    result = run(params, checks=CHECKS)
+    assert result["changed"] and result["generation"] == 1 and not result["rolled_back"]
+    assert api.names() == ["shop-g1-0", "shop-g1-1"]
+    for c in api.store.values():
+        assert c["Image"] == api.refs[IMAGE] and c["Image"].startswith("sha256:")  # the ID, not the tag
+        assert c["State"] == "running"
+    # Created under -pending names, gated, then renamed: the gate record.
+    renames = [call for call in api.calls if call[0] == "rename"]
+    assert [call[2] for call in renames] == ["shop-g1-0", "shop-g1-1"]
+    assert gate.seen == [["shop-g1-0 health", "shop-g1-1 health"]]
+    assert [e["ports"] for e in result["endpoints"]] == [{"8000": 18000}, {"8000": 18001}]
+    again = run(params, checks=CHECKS)
+    assert not again["changed"] and again["endpoints"] == result["endpoints"]
+
+
+def start_then_die(api, params, monkeypatch, **kw):
+    """A run killed between start and gate: the gate never returns and nothing cleans up."""
+    class Killed(BaseException):
+        pass
+
+    def die(self, generation, members):
+        raise Killed()
+
+    with monkeypatch.context() as m:
+        m.setattr(Runner, "gate_and_record", die)
+        with pytest.raises(Killed):
+            run(params, **kw)
+
+
+def test_killed_between_start_and_gate_the_rerun_gates_before_retiring(api, params, gate, monkeypatch):
+    run(params, replicas=1, checks=CHECKS)
+    start_then_die(api, params, monkeypatch, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert api.names() == ["shop-g1-0", "shop-g2-0-pending"]
+    # The same run again: generation 2 is gated now (before, g1 was retired without any gate).
+    gate.append(True)
+    result = run(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert gate.seen[-1] == ["shop-g2-0 health"]
+    assert result["generation"] == 2 and result["retired"] == ["shop-g1-0"]
+    assert api.names() == ["shop-g2-0"]
+
+
+def test_killed_then_a_failing_gate_leaves_the_old_generation_alone(api, params, gate, monkeypatch):
+    run(params, replicas=1, checks=CHECKS)
+    start_then_die(api, params, monkeypatch, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    gate.append(False)
+    exc = fails(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert exc.result["rolled_back"] is True and api.names() == ["shop-g1-0"]
+    assert "The host holds generation 1, gated (shop-g1-0)." in exc.msg
+
+
+def test_killed_deploy_never_returns_unchecked_endpoints(api, params, gate, monkeypatch):
+    run(params, replicas=1, checks=CHECKS)
+    start_then_die(api, params, monkeypatch, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2", phase="deploy")
+    with pytest.raises(RolloutFailed) as exc:
+        run(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2", phase="finalize")
+    assert "never passed its gate" in exc.value.msg and api.names() == ["shop-g1-0", "shop-g2-0-pending"]
+    gate.append(True)
+    result = run(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2", phase="deploy")
+    assert result["changed"] and gate.seen[-1] == ["shop-g2-0 health"]
+    assert [e["container"] for e in result["endpoints"]] == ["shop-g2-0"] and result["retire_pending"] == ["shop-g1-0"]
+    assert api.names() == ["shop-g1-0", "shop-g2-0"]
+
+
+def test_leftover_of_another_configuration_is_removed_and_the_slot_reused(api, params, gate, monkeypatch):
+    run(params, replicas=1)
+    start_then_die(api, params, monkeypatch, replicas=1, image="registry.test:5000/shop:2")
+    result = run(params, replicas=1, env={"A": "1"})
+    assert result["discarded"] == ["shop-g2-0-pending"] and result["generation"] == 3
+    assert api.names() == ["shop-g3-0"] and result["endpoints"][0]["ports"] == {"8000": 18001}
+
+
+def test_killed_while_renaming_the_record_is_finished(api, params, gate, monkeypatch):
+    run(params)
+    calls = []
+
+    def killed(*_args):
+        raise SystemExit("killed")
+
+    def rename_once(container, name):
+        calls.append(name)
+        if len(calls) == 2:
+            raise SystemExit("killed")
+
+    with monkeypatch.context() as m:
+        api.faults["rename"] = rename_once
+        m.setattr(rollout_runner.Runner, "abandon", killed)
+        with pytest.raises(SystemExit):
+            run(params, image="registry.test:5000/shop:2")
+    api.faults.clear()
+    assert api.names() == ["shop-g1-0", "shop-g1-1", "shop-g2-0", "shop-g2-1-pending"]
+    result = run(params, image="registry.test:5000/shop:2")
+    assert api.names() == ["shop-g2-0", "shop-g2-1"] and result["retired"] == ["shop-g1-0", "shop-g1-1"]
+
+
+def test_a_second_deploy_while_one_is_pending_fails_and_touches_nothing(api, params, gate):
+    run(params, replicas=1)
+    run(params, replicas=1, image="registry.test:5000/shop:2", phase="deploy")
+    before = api.names()
+    exc = fails(params, replicas=1, env={"NEW": "1"})
+    assert "a deploy is pending: generation 2 (shop-g2-0) was deployed beside generation(s) 1 (shop-g1-0)" in exc.msg
+    assert api.names() == before and exc.result["rolled_back"] is False
+
+
+def test_port_clash_at_start_removes_the_new_container_and_keeps_the_old(api, params, gate):
+    run(params, replicas=1)
+    api.faults["start"] = lambda cid: api_error(500, "driver failed programming external connectivity: Bind for 127.0.0.1:18001 "
+                                                     "failed: port is already allocated")
+    exc = fails(params, replicas=1, image="registry.test:5000/shop:2")
+    assert "port is already allocated" in exc.msg and "The new containers were removed" in exc.msg
+    assert exc.result["rolled_back"] is True and api.names() == ["shop-g1-0"]
+    assert "The host holds generation 1, gated (shop-g1-0)." in exc.msg
+
+
+def test_busy_host_ports_fail_before_anything_starts(api, params, gate, monkeypatch):
+    monkeypatch.setattr(rollout_host, "ports_in_use", lambda host_ip, ports: [ports[1]])
+    exc = fails(params)
+    assert "host port(s) 18001 on 127.0.0.1 are in use" in exc.msg and api.names() == []
+    assert not [c for c in api.calls if c[0] == "create_container"]
+
+
+def test_the_second_replica_failing_to_start_removes_the_first(api, params, gate):
+    api.faults["create_container"] = lambda image, name: api_error(500, "boom") if name.endswith("-1-pending") else None
+    exc = fails(params)
+    assert exc.result["rolled_back"] is True and api.names() == []
+    assert "cannot start generation 1: create container shop-g1-1-pending: boom" in exc.msg
+
+
+@pytest.mark.parametrize("method, where", [
+    ("inspect_image", "cannot look up image"),
+    ("containers", "list the containers of shop"),
+    ("ping", "cannot reach the Docker engine"),
+])
+def test_api_errors_before_any_change_say_nothing_changed(api, params, gate, method, where):
+    run(params)
+    api.faults[method] = lambda *a, **k: api_error(500, "engine on fire")
+    exc = fails(params, image="registry.test:5000/shop:2")
+    assert where in exc.msg and "engine on fire" in exc.msg and "Nothing was changed." in exc.msg
+    assert exc.result["rolled_back"] is False
+    api.faults.clear()
+    assert api.names() == ["shop-g1-0", "shop-g1-1"]
+
+
+def test_an_api_error_in_the_gate_removes_the_new_generation(api, params, gate):
+    run(params, replicas=1, checks=CHECKS)
+    gate.append(docker_engine.EngineError("inspect container", api_error(500, "gate went wrong")))
+    exc = fails(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert exc.result["rolled_back"] is True and api.names() == ["shop-g1-0"]
+    assert "gating generation 2 stopped" in exc.msg and "its containers were removed" in exc.msg
+
+
+def test_a_failed_removal_after_a_failed_gate_says_what_is_left(api, params, gate):
+    run(params, replicas=1, checks=CHECKS)
+    gate.append(False)
+    api.faults["remove_container"] = lambda cid: api_error(500, "device busy")
+    exc = fails(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert exc.result["rolled_back"] is False and exc.result["left_behind"] == ["shop-g2-0-pending (device busy)"]
+    assert "generation 2, NOT gated (shop-g2-0-pending)" in exc.msg
+    api.faults.clear()
+    result = run(params, replicas=1, checks=CHECKS)  # the next run removes the leftover
+    assert result["discarded"] == ["shop-g2-0-pending"] and api.names() == ["shop-g1-0"]
+
+
+def test_an_api_error_while_retiring_leaves_the_new_generation_serving(api, params, gate):
+    run(params)
+    api.faults["stop"] = lambda cid: api_error(500, "stop timed out") if api._container(cid)["Name"] == "shop-g1-1" else None
+    exc = fails(params, image="registry.test:5000/shop:2")
+    assert "generation 2 is gated and serving, but retiring the old containers failed" in exc.msg
+    assert "stop timed out" in exc.msg and "Retired: shop-g1-0." in exc.msg
+    assert exc.result["rolled_back"] is False and exc.result["retired"] == ["shop-g1-0"]
+    assert api.names() == ["shop-g1-1", "shop-g2-0", "shop-g2-1"]
+    api.faults.clear()
+    result = run(params, image="registry.test:5000/shop:2")  # the next run finishes the retirement
+    assert result["retired"] == ["shop-g1-1"] and api.names() == ["shop-g2-0", "shop-g2-1"]
+
+
+def test_an_api_error_while_pruning_fails_with_the_state(api, params, gate):
+    for tag in ("2", "3"):
+        api.add_image("registry.test:5000/shop:%s" % tag)
+    run(params, keep_images=1)
+    api.faults["remove_image"] = lambda image: api_error(500, "layer locked")
+    exc = fails(params, keep_images=1, image="registry.test:5000/shop:2")
+    assert "generation 2 is gated and serving, but pruning old images failed" in exc.msg and "layer locked" in exc.msg
+    assert exc.result["rolled_back"] is False and api.names() == ["shop-g2-0", "shop-g2-1"]
+
+
+def test_module_failures_are_fail_json_without_a_traceback(api, tmp_path, run_module, monkeypatch):
+    module_args = dict(service="shop", image=IMAGE, lock_dir=str(tmp_path), secrets_dir=str(tmp_path / "s"),
+                       secrets={"db": "zq-secret-1"}, checks=[{"type": "redis", "host": "{host}", "port": 1, "password": "zq-secret-2"}])
+    api.faults["create_container"] = lambda image, name: RuntimeError("socket closed while creating %s" % name)
+    failed, result = run_module(container_rollout.main, module_args)
+    assert failed and "exception" not in result and "Traceback" not in str(result)
+    assert "cannot start generation 1: create container shop-g1-0-pending: socket closed" in result["msg"]
+    assert result["rolled_back"] is False and api.names() == []
+    # A bug (any exception the run does not expect) still ends in fail_json with the host's state, and
+    # a secret that made it into the exception's text is masked.
+    api.faults.clear()
+
+    def broken_plan(*_args, **_kwargs):
+        raise KeyError("zq-secret-2")
+
+    monkeypatch.setattr(rollout, "plan", broken_plan)
+    failed, result = run_module(container_rollout.main, module_args)
+    assert failed and "exception" not in result and "Traceback" not in str(result)
+    assert "container_rollout stopped on an unexpected KeyError" in result["msg"] and "The host holds no container of shop." in result["msg"]
+    assert "zq-secret" not in str(result)
+
+
+def test_lock_the_second_run_waits_then_fails_and_touches_nothing(api, params, gate, tmp_path):
+    run(params)
+    held = rollout_host.ServiceLock(str(tmp_path), "shop", 1).acquire()
+    try:
+        exc = fails(params, image="registry.test:5000/shop:2")
+    finally:
+        held.release()
+    assert "another container_rollout run holds" in exc.msg and "Nothing was changed." in exc.msg
+    assert api.names() == ["shop-g1-0", "shop-g1-1"]
+
+
+def test_lock_is_released_when_the_holder_ends(tmp_path):
+    first = rollout_host.ServiceLock(str(tmp_path), "shop", 0).acquire()
+    with pytest.raises(rollout_host.LockTimeout):
+        rollout_host.ServiceLock(str(tmp_path), "shop", 0.05).acquire()
+    first.release()
+    rollout_host.ServiceLock(str(tmp_path), "shop", 0).acquire().release()
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("checks, message", [
+    ([{"type": "tcp", "host": "{host}", "port": "{port}x"}], "port must be a number or {port}"),
+    ([{"type": "http"}], "a http check needs url"),
+    ([{"type": "nope", "url": "x"}], "checks[0]"),
+    ([{"type": "http", "url": "http://{host}:{port}/", "bogus": 1}], "bogus"),
+])
+def test_malformed_templates_fail_before_anything(api, params, checks, message):
+    exc = fails(params, checks=checks)
+    assert message in exc.msg and "Nothing was changed." in exc.msg
+    assert not [c for c in api.calls if c[0] in ("create_container", "ping", "inspect_image")]
+
+
+def test_placeholders_reach_every_check_kind(api, params, gate):
+    checks = [{"name": "web", "type": "http", "url": "http://{host}:{port}/", "headers": {"X-Json": '{"a": 1}', "X-Port": "{port}"}},
+              {"name": "tcp", "type": "tcp", "host": "{host}", "port": "{port}"},
+              {"name": "redis", "type": "redis", "host": "{host}", "port": "{port}", "password": "p{w}}{"},
+              {"name": "pg", "type": "postgresql", "host": "{host}", "port": "{port}"},
+              {"name": "cmd", "type": "command", "argv": ["probe", "{host}:{port}", "{container}"]}]
+    seen = []
+    real_fill = rollout.fill_check
+
+    def spy(index, spec, host, port):
+        out = real_fill(index, spec, host, port)
+        seen.append(out)
+        return out
+
+    rollout_runner.rollout.fill_check = spy
+    try:
+        run(params, replicas=1, checks=checks)
+    finally:
+        rollout_runner.rollout.fill_check = real_fill
+    last = dict((s["name"].split()[-1], s) for s in seen[-5:])
+    assert last["web"]["url"] == "http://127.0.0.1:18000/" and last["web"]["headers"] == {"X-Json": '{"a": 1}', "X-Port": "18000"}
+    assert last["tcp"]["port"] == 18000 and last["redis"]["port"] == 18000 and last["pg"]["port"] == 18000
+    assert last["redis"]["password"] == "p{w}}{"
+    assert last["cmd"]["argv"] == ["probe", "127.0.0.1:18000", "{container}"]
+
+
+# --- images --------------------------------------------------------------------------------------
+
+def test_digest_reference_is_pulled_and_run_by_id(api, params, gate):
+    iid, digest = api.publish("registry.test:5000/shop:9", "shop v9")
+    ref = "registry.test:5000/shop@" + digest
+    result = run(params, image=ref)
+    assert result["image_id"] == iid
+    assert set(c["Image"] for c in api.store.values()) == {iid}
+    assert ("pull", ref, None) in api.calls
+    assert not run(params, image=ref)["changed"]
+
+
+def test_a_moved_tag_is_not_followed_by_running_containers(api, params, gate):
+    first_id = api.publish("registry.test:5000/shop:live", "v1")[0]
+    run(params, image="registry.test:5000/shop:live", pull="always")
+    second_id = api.publish("registry.test:5000/shop:live", "v2")[0]
+    planned = run(params, image="registry.test:5000/shop:live", pull="always", check_mode=True)
+    assert planned["changed"] and planned["image_id"] is None
+    assert set(c["ImageID"] for c in api.store.values()) == {first_id}
+    assert not [c for c in api.calls if c[0] == "pull" and c[1].endswith(":live")][1:]  # check mode did not pull
+    result = run(params, image="registry.test:5000/shop:live", pull="always")
+    assert result["image_id"] == second_id and set(c["Image"] for c in api.store.values()) == {second_id}
+
+
+def test_check_mode_with_pull_always_and_an_unmoved_tag_changes_nothing(api, params, gate):
+    api.publish("registry.test:5000/shop:live", "v1")
+    run(params, image="registry.test:5000/shop:live", pull="always")
+    planned = run(params, image="registry.test:5000/shop:live", pull="always", check_mode=True)
+    assert not planned["changed"]
+
+
+def test_registry_login_failure_pulls_nothing_and_hides_the_password(api, params, gate):
+    api.publish("registry.test:5000/private:1", "private")
+    api.users["registry.test:5000"] = ("deploy", "right-password")
+    exc = fails(params, image="registry.test:5000/private:1", registry_auth={"username": "deploy", "password": "wrong-pass-zq8"})
+    assert "registry login failed" in exc.msg and "Nothing was pulled or started." in exc.msg
+    assert "wrong-pass-zq8" not in exc.msg and "wrong-pass-zq8" not in str(exc.result)
+    assert not [c for c in api.calls if c[0] in ("pull", "create_container")]
+    result = run(params, image="registry.test:5000/private:1", registry_auth={"username": "deploy", "password": "right-password"})
+    assert result["changed"] and [c for c in api.calls if c[0] == "pull"][-1][2]["password"] == "right-password"
+
+
+def test_pull_never_and_pull_errors(api, params, gate):
+    exc = fails(params, image="registry.test:5000/shop:absent", pull="never")
+    assert "is not present and pull is never" in exc.msg
+    exc = fails(params, image="registry.test:5000/shop:absent")
+    assert "cannot pull registry.test:5000/shop:absent" in exc.msg and "manifest unknown" in exc.msg
+    assert api.names() == []
+
+
+# --- what the app tier needs -----------------------------------------------------------------------
+
+def test_app_tier_options_reach_the_engine(api, params, gate, tmp_path):
+    api.networks.update(["front", "back"])
+    run(params, replicas=1, networks=[{"name": "front"}, {"name": "back", "aliases": ["shop-db-client"]}],
+        entrypoint=["/bin/app"], command=["serve", "--port", "8000"], tmpfs=["/tmp", "/run/app:size=16m,mode=0700"],
+        ulimits=[{"name": "nofile", "soft": 1024, "hard": 2048}], env={"MODE": "prod"}, secrets={"db_password": "s3cr3t-zq9"})
+    c = api.named("shop-g1-0")
+    assert c["Config"]["entrypoint"] == ["/bin/app"] and c["Config"]["command"] == ["serve", "--port", "8000"]
+    assert c["Config"]["environment"] == {"MODE": "prod"}  # the secret is not in the environment
+    assert c["HostConfig"]["Tmpfs"] == {"/tmp": "", "/run/app": "size=16m,mode=0700"}
+    assert c["HostConfig"]["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+    assert c["Networks"]["front"]["Aliases"] == ["shop"] and c["Networks"]["back"] == {"Aliases": ["shop-db-client"]}
+    secret_dir = str(tmp_path / "secrets" / "shop" / "g1")
+    assert "%s:/run/secrets:ro" % secret_dir in c["HostConfig"]["Binds"]
+    path = os.path.join(secret_dir, "db_password")
+    assert open(path).read() == "s3cr3t-zq9"
+    assert (os.stat(path).st_mode & 0o777, os.stat(path).st_uid) == (0o400, 1000)
+    assert os.stat(secret_dir).st_mode & 0o777 == 0o500
+    # The next generation gets its own files; the retired one's go with it. Same aliases.
+    run(params, replicas=1, networks=[{"name": "front"}, {"name": "back", "aliases": ["shop-db-client"]}],
+        secrets={"db_password": "rotated"})
+    assert api.named("shop-g2-0")["Networks"]["front"]["Aliases"] == ["shop"]
+    assert not os.path.exists(secret_dir)
+    assert open(str(tmp_path / "secrets" / "shop" / "g2" / "db_password")).read() == "rotated"
+
+
+def test_secrets_need_a_numeric_user(api, params, gate):
+    api.add_image("registry.test:5000/named:1", user="app")
+    exc = fails(params, image="registry.test:5000/named:1", secrets={"k": "v"})
+    assert "user 'app' is not numeric" in exc.msg and api.names() == []
+
+
+def test_drain_delay_comes_between_the_gate_and_the_stop(api, params, gate):
+    run(params, replicas=1)
+    events = []
+    api.faults["stop"] = lambda cid: events.append("stop")
+    run(params, replicas=1, image="registry.test:5000/shop:2", drain_delay=7, sleep=lambda s: events.append(("sleep", s)))
+    assert events == [("sleep", 7), "stop"]
+
+
+def test_interrupted_by_a_signal_during_the_gate_removes_the_new_generation(api, params, gate):
+    run(params, replicas=1, checks=CHECKS)
+    gate.append(rollout_runner.Interrupted("signal 15"))
+    exc = fails(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert exc.result["rolled_back"] is True and api.names() == ["shop-g1-0"]
