@@ -1,126 +1,148 @@
-"""backup_rotate over 10k and 100k S3 objects on SeaweedFS, side by side with a naive run.
+"""backup_rotate over 100k and 1M S3 objects: wall time, requests and peak RSS of the module process.
 
-For each size, two identical prefixes are filled with hourly "backups" (the time is in the
-name). The module (paginated listing, deletes batched 1000 keys a request) rotates one; a naive
-rotation (same listing and plan, then one DeleteObject request per object) rotates the other.
-Printed per run: wall time, requests issued, peak Python memory (tracemalloc), objects deleted.
+The module runs as Ansible runs it: its own Python process (``python backup_rotate.py
+args.json``), so the peak RSS is the whole process's (interpreter, boto3, listing, plan,
+result), read from the kernel with ``os.wait4`` (``ru_maxrss``), not tracemalloc.
+
+Each object is an hourly-ish "backup" whose time is in its name (one every 5 minutes), rotated
+by ``keep_last: 24, keep_daily: 7, keep_weekly: 4, keep_monthly: 12, keep_yearly: 3``.
+
+Backends, named in every row:
+
+* ``seaweedfs``: a real SeaweedFS server on loopback, filled with the objects first (16
+  threads). Filling 1M objects takes hours on the project's machine, so by default SeaweedFS
+  runs at 100k only.
+* ``fake-http``: ``tests/support/fake_s3.GeneratedS3Server``, a threaded HTTP endpoint that
+  answers GetBucketVersioning, ListObjectsV2 (1000 keys a page) and DeleteObjects from a
+  generated key space. boto3 signs, sends and parses every request and page exactly as against
+  S3; only the storage is not real.
+
+Usage: .venv/bin/python benchmarks/backup_rotate_s3.py [BACKEND:SIZE:OUTPUT ...]
+       default: seaweedfs:100000:summary fake-http:100000:full fake-http:100000:summary fake-http:1000000:summary
 Figures only; nothing is asserted.
-
-Usage: .venv/bin/python benchmarks/backup_rotate_s3.py [SIZE ...]   (default: 10000 100000)
 """
 
 import datetime
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
-import tracemalloc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "collections"))
 
-
-from ansible_collections.keel.platform.plugins.module_utils.retention import plan  # noqa: E402
-from ansible_collections.keel.platform.plugins.modules import backup_rotate  # noqa: E402
-from tests.support.modules import call_module  # noqa: E402
+from tests.support.fake_s3 import GeneratedS3Server  # noqa: E402
 from tests.support.seaweedfs import put_many, s3_client, seaweedfs  # noqa: E402
 
+MODULE = os.path.join(ROOT, "plugins", "modules", "backup_rotate.py")
 BUCKET = "keel-bench"
 POLICY = {"keep_last": 24, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12, "keep_yearly": 3}
 PATTERN = r"db-(?P<ts>\d{8}T\d{6}Z)\.tar$"
 FORMAT = "%Y%m%dT%H%M%SZ"
+STEP = datetime.timedelta(minutes=5)
+END = datetime.datetime(2026, 11, 1)
+DEFAULT = ["seaweedfs:100000:summary", "fake-http:100000:full", "fake-http:100000:summary", "fake-http:1000000:summary"]
 
 
-def keys(prefix, count):
-    start = datetime.datetime(2014, 1, 1)
-    return ["%sdb-%s.tar" % (prefix, (start + datetime.timedelta(hours=i)).strftime(FORMAT)) for i in range(count)]
+class KeySpace(object):
+    """``count`` keys under ``prefix``, one every 5 minutes up to END, in key (= time) order."""
+
+    def __init__(self, prefix, count):
+        self.prefix, self.count = prefix, count
+        self.start = END - (count - 1) * STEP
+        self.offset = len(prefix) + len("db-")
+
+    def key(self, i):
+        return "%sdb-%s.tar" % (self.prefix, (self.start + i * STEP).strftime(FORMAT))
+
+    def index(self, key):
+        when = datetime.datetime.strptime(key[self.offset:self.offset + 16], FORMAT)
+        return int((when - self.start).total_seconds()) // int(STEP.total_seconds())
 
 
-class CountingClient(object):
-    """Wraps a boto3 client and counts the requests made through it."""
-
-    def __init__(self, client):
-        self.client = client
-        self.requests = {}
-
-    def __getattr__(self, name):
-        method = getattr(self.client, name)
-
-        def call(*args, **kwargs):
-            self.requests[name] = self.requests.get(name, 0) + 1
-            return method(*args, **kwargs)
-
-        return call
-
-
-def run_module(endpoint, prefix):
-    """The module, as Ansible would run it; returns its result."""
+def run_module(endpoint, prefix, output):
+    """Run the module in its own process; return (wall s, peak RSS bytes, result)."""
     args = {
         "s3": {"bucket": BUCKET, "prefix": prefix, "endpoint_url": endpoint, "path_style": True,
                "access_key": "keel-test", "secret_key": "keel-test-secret"},
-        "timestamp_from": "name", "name_pattern": PATTERN, "name_time_format": FORMAT,
+        "timestamp_from": "name", "name_pattern": PATTERN, "name_time_format": FORMAT, "output": output,
     }
     args.update(POLICY)
-    failed, result = call_module(backup_rotate.main, args)
-    if failed:
-        raise RuntimeError(result["msg"])
-    return sum(result["requests"].values()), result["counts"]["deleted"]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "collections"))
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, MODULE, handle.name], stdout=out, stderr=subprocess.STDOUT, env=env)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    os.unlink(handle.name)
+    try:
+        result = json.loads(text)
+    except ValueError:
+        raise RuntimeError("module output is not JSON (exit %d):\n%s" % (proc.returncode, text[-3000:]))
+    if result.get("failed"):
+        raise RuntimeError(result.get("msg"))
+    result["_output_bytes"] = len(text)
+    return wall, usage.ru_maxrss * 1024, result
 
 
-def run_naive(endpoint, prefix):
-    """Same listing and plan, then one DeleteObject per object."""
-    from ansible_collections.keel.platform.plugins.module_utils.backup_storage import compile_pattern, name_timestamp
-
-    client = CountingClient(s3_client(endpoint))
-    pattern = compile_pattern(PATTERN)
-    artifacts = []
-    for page in client.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-        client.requests["list_objects_v2"] = client.requests.get("list_objects_v2", 0) + 1
-        for obj in page.get("Contents", ()):
-            name = obj["Key"][len(prefix):]
-            artifacts.append((name, name_timestamp(name, pattern, FORMAT, datetime.timezone.utc), obj["Size"]))
-    decision = plan(artifacts, POLICY, now=datetime.datetime.now(datetime.timezone.utc))
-    for name in decision["delete"]:
-        client.delete_object(Bucket=BUCKET, Key=prefix + name)
-    return sum(client.requests.values()), len(decision["delete"])
+HEADER = "%-10s %9s  %-8s %8s %9s %7s %9s %10s %9s %10s" % (
+    "backend", "objects", "output", "wall s", "requests", "list", "delete", "peak RSS", "deleted", "result")
+ROW = "%-10s %9d  %-8s %8.1f %9d %7d %9d %7.0f MiB %9d %8.0f KiB"
 
 
-def measure(func, *args):
-    tracemalloc.start()
-    start = time.perf_counter()
-    requests, deleted = func(*args)
-    wall = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return wall, requests, peak, deleted
-
-
-HEADER = "%8s  %-26s %10s %10s %12s %9s" % ("objects", "run", "wall s", "requests", "peak MiB", "deleted")
-ROW = "%8d  %-26s %10.1f %10d"
+def row(backend, size, output, wall, rss, result):
+    requests = result["requests"]
+    return ROW % (backend, size, output, wall, sum(requests.values()), requests.get("list", 0), requests.get("delete", 0),
+                  rss / 1048576.0, result["counts"]["deleted"], result["_output_bytes"] / 1024.0)
 
 
 def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [10000, 100000]
+    runs = [spec.split(":") for spec in (sys.argv[1:] or DEFAULT)]
     rows = []
-    with seaweedfs() as endpoint:
-        client = s3_client(endpoint, max_pool_connections=16)
-        client.create_bucket(Bucket=BUCKET)
-        print(HEADER, flush=True)
-        for size in sizes:
-            start = time.perf_counter()
-            for kind in ("module", "naive"):
-                put_many(client, BUCKET, keys("%s-%d/" % (kind, size), size), threads=16)
-            print("filled 2 x %d objects in %.0f s" % (size, time.perf_counter() - start), flush=True)
-            for name, func, prefix in (("backup_rotate (batched)", run_module, "module"), ("naive (1 request/object)", run_naive, "naive")):
-                rows.append((size, name) + measure(func, endpoint, "%s-%d/" % (prefix, size)))
-                print(ROW % rows[-1][:4] + " %12.1f %9d" % (rows[-1][4] / 1048576.0, rows[-1][5]), flush=True)
+    print(HEADER, flush=True)
+    weed = None
+    try:
+        for backend, size, output in runs:
+            size = int(size)
+            prefix = "%s-%d-%s/" % (backend, size, output)
+            space = KeySpace(prefix, size)
+            if backend == "seaweedfs":
+                if weed is None:
+                    weed = seaweedfs()
+                    endpoint = weed.__enter__()
+                    s3_client(endpoint).create_bucket(Bucket=BUCKET)
+                started = time.perf_counter()
+                put_many(s3_client(endpoint, max_pool_connections=16), BUCKET, [space.key(i) for i in range(size)], threads=16)
+                print("  (filled SeaweedFS with %d objects in %.0f s)" % (size, time.perf_counter() - started), flush=True)
+                wall, rss, result = run_module(endpoint, prefix, output)
+            elif backend == "fake-http":
+                with GeneratedS3Server(BUCKET, space.key, space.index, size) as server:
+                    wall, rss, result = run_module(server.endpoint, prefix, output)
+                    assert server.requests["list"] == result["requests"]["list"]
+                    assert server.remaining() == result["counts"]["kept"]
+            else:
+                raise SystemExit("unknown backend %r (seaweedfs, fake-http)" % backend)
+            rows.append(row(backend, size, output, wall, rss, result))
+            print(rows[-1], flush=True)
+    finally:
+        if weed is not None:
+            weed.__exit__(None, None, None)
 
     print()
-    print("backup_rotate on SeaweedFS (S3 API on loopback), policy %s" % json.dumps(POLICY))
+    print("backup_rotate, module in its own process; peak RSS = ru_maxrss of that process (os.wait4); "
+          "policy %s; requests = versioning + list + delete" % json.dumps(POLICY))
+    print("fake-http = HTTP S3 endpoint over a generated key space (tests/support/fake_s3.py), parsed by boto3; "
+          "seaweedfs = real SeaweedFS on loopback")
     print(HEADER)
-    for size, name, wall, requests, peak, deleted in rows:
-        print(ROW % (size, name, wall, requests) + " %12.1f %9d" % (peak / 1048576.0, deleted))
+    for line in rows:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,32 @@ S3_DELETE_BATCH = 1000
 
 
 class StorageError(Exception):
-    """The store could not be listed or an artifact could not be deleted."""
+    """The store could not be listed or an artifact could not be deleted.
+
+    A failed delete carries ``report`` (a :class:`DeleteReport`): what was really deleted
+    before the failure, and which names failed and why.
+    """
+
+    report = None
+
+    @property
+    def deleted(self):
+        return self.report.deleted if self.report else []
+
+    @property
+    def failed(self):
+        return self.report.failed if self.report else []
 
 
 def name_timestamp(name, pattern, time_format, tz):
     """Timestamp from an artifact name, or None when the name does not match ``pattern``.
 
     ``pattern`` is a regular expression searched in the name; its group ``ts`` (or its first
-    group) is parsed with ``time_format`` (strptime). A time without a zone is taken in ``tz``.
+    group) is parsed with ``time_format`` (strptime). A zone in the name is honoured: ``%z``
+    (``+0100``, ``-05:30``, ``Z``) gives that offset, a literal ``Z`` in the format and ``%Z``
+    with ``UTC`` or ``GMT`` mean UTC. A time without a zone is taken in ``tz`` (in the hour a
+    DST change repeats, as its first occurrence). ``%Z`` with any other zone name cannot be
+    read reliably (strptime knows only the local machine's names): such names are unmatched.
     """
     match = pattern.search(name)
     if not match:
@@ -38,10 +56,18 @@ def name_timestamp(name, pattern, time_format, tz):
     except ValueError:
         return None
     if when.tzinfo is None:
+        if "%Z" in time_format:
+            # strptime accepts UTC, GMT and the local machine's zone names and drops the zone.
+            if not _UTC_NAME.search(text):
+                return None
+            return when.replace(tzinfo=datetime.timezone.utc)
         # A literal "Z" (zone designator, not a %-directive) in the format means UTC, not ``tz``.
         literal_z = "Z" in re.sub(r"%.", "", time_format)
         when = when.replace(tzinfo=datetime.timezone.utc if literal_z else tz)
     return when
+
+
+_UTC_NAME = re.compile(r"(?i)(?<![a-z])(utc|gmt)(?![a-z])")
 
 
 class LocalStore(object):
@@ -65,8 +91,13 @@ class LocalStore(object):
             size = _tree_size(entry.path) if entry.is_dir(follow_symlinks=False) else stat.st_size
             yield entry.name, datetime.datetime.fromtimestamp(stat.st_mtime, datetime.timezone.utc), size
 
-    def delete(self, names):
-        for name in names:
+    def delete(self, names, sizes=None):
+        """Delete ``names`` (``sizes``: their sizes, in the same order); return a :class:`DeleteReport`.
+
+        On a failure raise StorageError whose ``report`` says what was deleted before it.
+        """
+        report = DeleteReport()
+        for position, name in enumerate(names):
             target = os.path.join(self.path, name)
             self.requests["delete"] += 1
             try:
@@ -75,7 +106,27 @@ class LocalStore(object):
                 else:
                     os.remove(target)
             except OSError as exc:
-                raise StorageError("cannot delete %s: %s" % (target, exc))
+                report.failed.append({"name": name, "error": str(exc)})
+                error = StorageError("cannot delete %s: %s" % (target, exc))
+                error.report = report
+                raise error
+            report.add(name, sizes[position] if sizes is not None else 0)
+        return report
+
+
+class DeleteReport(object):
+    """What a delete really did: names gone, bytes freed, delete markers added, versions removed, failures."""
+
+    def __init__(self):
+        self.deleted = []
+        self.bytes_freed = 0
+        self.markers = 0
+        self.versions_deleted = 0
+        self.failed = []
+
+    def add(self, name, freed):
+        self.deleted.append(name)
+        self.bytes_freed += freed
 
 
 def _tree_size(path):
@@ -90,17 +141,45 @@ def _tree_size(path):
 
 
 class S3Store(object):
-    """Objects under ``prefix`` in ``bucket``; names are the keys without the prefix."""
+    """Objects under ``prefix`` in ``bucket``; names are the keys without the prefix.
 
-    def __init__(self, client, bucket, prefix="", glob="*"):
+    ``versions`` says what a delete does in a versioned bucket: ``markers`` sends plain
+    deletes, which in a versioned bucket only add delete markers (the data stays as noncurrent
+    versions and frees nothing); ``delete`` lists every version and delete marker of each
+    artifact and deletes them all by version ID, which frees the space for good.
+    """
+
+    def __init__(self, client, bucket, prefix="", glob="*", versions="markers"):
         self.client = client
         self.bucket = bucket
         # The prefix is a folder, as in the local store: "app" lists "app/..." only, never "app2/...".
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.glob = glob
+        self.versions = versions
         self.requests = {"list": 0, "delete": 0}
+        # versions=delete: for each artifact, its [(version ID, size)] (delete markers have size 0).
+        self._version_ids = {}
+        # Keys whose current version is a delete marker: not artifacts, left alone.
+        self.hidden = 0
+
+    def where(self):
+        return "s3://%s/%s" % (self.bucket, self.prefix)
+
+    def versioning(self):
+        """The bucket's versioning status: ``Enabled``, ``Suspended``, ``Off``; raises StorageError."""
+        self.requests["versioning"] = self.requests.get("versioning", 0) + 1
+        try:
+            answer = self.client.get_bucket_versioning(Bucket=self.bucket)
+        except Exception as exc:
+            raise StorageError("cannot read the versioning of s3://%s: %s" % (self.bucket, _s3_error(exc)))
+        return answer.get("Status") or "Off"
 
     def list(self):
+        if self.versions == "delete":
+            return self._list_versions()
+        return self._list_current()
+
+    def _list_current(self):
         token = None
         while True:
             # Delimiter "/": not recursive, like the local listing of one directory.
@@ -111,7 +190,7 @@ class S3Store(object):
             try:
                 page = self.client.list_objects_v2(**kwargs)
             except Exception as exc:  # botocore raises many types; all mean "cannot list"
-                raise StorageError("cannot list s3://%s/%s: %s" % (self.bucket, self.prefix, _s3_error(exc)))
+                raise StorageError("cannot list %s: %s" % (self.where(), _s3_error(exc)))
             for obj in page.get("Contents", ()):
                 name = obj["Key"][len(self.prefix):]
                 if name and fnmatch.fnmatchcase(name, self.glob):
@@ -120,40 +199,139 @@ class S3Store(object):
                 return
             token = page.get("NextContinuationToken")
             if not token:
-                raise StorageError(
-                    "listing of s3://%s/%s claims more pages but gives no continuation token" % (self.bucket, self.prefix)
-                )
+                raise StorageError("listing of %s claims more pages but gives no continuation token" % self.where())
 
-    def delete(self, names):
-        """Delete in batches; on a failure raise StorageError carrying what was really deleted and what failed."""
-        names = list(names)
-        done = []
+    def _list_versions(self):
+        """Every version and delete marker in the folder; one record per key whose current version is data.
+
+        The record's time is the current version's, its size the sum of all the key's versions
+        (what deleting them frees).
+        """
+        current, ids = {}, self._version_ids
+        key_marker = version_marker = None
+        while True:
+            kwargs = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/", "MaxKeys": 1000}
+            if key_marker:
+                kwargs["KeyMarker"] = key_marker
+                if version_marker:
+                    kwargs["VersionIdMarker"] = version_marker
+            self.requests["list"] += 1
+            try:
+                page = self.client.list_object_versions(**kwargs)
+            except Exception as exc:
+                raise StorageError("cannot list the versions in %s: %s" % (self.where(), _s3_error(exc)))
+            for entry, is_marker in [(v, False) for v in page.get("Versions") or ()] + [(m, True) for m in page.get("DeleteMarkers") or ()]:
+                name = entry["Key"][len(self.prefix):]
+                if not name or not fnmatch.fnmatchcase(name, self.glob):
+                    continue
+                size = 0 if is_marker else entry.get("Size", 0)
+                ids.setdefault(name, []).append((entry.get("VersionId") or "null", size))
+                if entry.get("IsLatest"):
+                    current[name] = None if is_marker else entry["LastModified"]
+            if not page.get("IsTruncated"):
+                break
+            key_marker, version_marker = page.get("NextKeyMarker"), page.get("NextVersionIdMarker")
+            if not key_marker:
+                raise StorageError("version listing of %s claims more pages but gives no key marker" % self.where())
+        for name in sorted(ids):
+            when = current.get(name)
+            if when is None:
+                # Its current version is a delete marker (or the listing showed no current version).
+                self.hidden += 1
+                del ids[name]
+                continue
+            yield name, when, sum(size for _vid, size in ids[name])
+
+    def delete(self, names, sizes=None):
+        """Delete in batches of 1000 keys (or versions); return a :class:`DeleteReport`.
+
+        On a failure raise StorageError whose ``report`` carries what was really deleted (earlier
+        batches, keys of the failing batch that succeeded) and what failed and why.
+        """
+        report = DeleteReport()
+        if self.versions == "delete":
+            self._delete_versions(list(names), report)
+        else:
+            self._delete_current(names, sizes, report)
+        return report
+
+    def _request(self, objects, quiet, report, failed_names):
+        self.requests["delete"] += 1
+        try:
+            return self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": quiet})
+        except Exception as exc:
+            report.failed.extend({"name": n, "error": _s3_error(exc)} for n in failed_names)
+            error = StorageError("cannot delete from %s: %s" % (self.where(), _s3_error(exc)))
+            error.report = report
+            raise error
+
+    def _fail_batch(self, report, batch_size):
+        first = report.failed[0] if report.failed else {"name": "", "error": ""}
+        error = StorageError(
+            "%d of %d deletes failed in %s, first: %s (%s)" % (len(report.failed), batch_size, self.where(), first["name"], first["error"])
+        )
+        error.report = report
+        raise error
+
+    def _delete_current(self, names, sizes, report):
+        names = names if isinstance(names, list) else list(names)
         for start in range(0, len(names), S3_DELETE_BATCH):
             batch = names[start:start + S3_DELETE_BATCH]
-            self.requests["delete"] += 1
-            try:
-                response = self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": self.prefix + n} for n in batch], "Quiet": True},
-                )
-            except Exception as exc:
-                error = StorageError("cannot delete from s3://%s/%s: %s" % (self.bucket, self.prefix, _s3_error(exc)))
-                error.deleted, error.failed = done, [{"name": n, "error": _s3_error(exc)} for n in batch]
-                raise error
-            errors = response.get("Errors") or []
-            failed = [
-                {"name": e.get("Key", "")[len(self.prefix):], "error": "%s: %s" % (e.get("Code"), e.get("Message"))}
-                for e in errors
-            ]
-            bad = set(f["name"] for f in failed)
-            done.extend(n for n in batch if n not in bad)
+            # Not quiet: each deleted key says whether only a delete marker was added.
+            response = self._request([{"Key": self.prefix + n} for n in batch], False, report, batch)
+            failed = {}
+            for e in response.get("Errors") or ():
+                failed[e.get("Key", "")[len(self.prefix):]] = "%s: %s" % (e.get("Code"), e.get("Message"))
+            markers = set(d.get("Key", "")[len(self.prefix):] for d in response.get("Deleted") or () if d.get("DeleteMarker"))
+            for position, name in enumerate(batch, start):
+                if name in failed:
+                    report.failed.append({"name": name, "error": failed[name]})
+                elif name in markers:
+                    report.add(name, 0)
+                    report.markers += 1
+                else:
+                    report.add(name, sizes[position] if sizes is not None else 0)
             if failed:
-                error = StorageError(
-                    "%d of %d deletes failed in s3://%s, first: %s (%s)"
-                    % (len(failed), len(batch), self.bucket, failed[0]["name"], failed[0]["error"])
-                )
-                error.deleted, error.failed = done, failed
-                raise error
+                self._fail_batch(report, len(batch))
+
+    def _delete_versions(self, names, report):
+        # A batch holds up to 1000 versions; an artifact's versions may straddle two batches,
+        # so an artifact counts as deleted once all its versions are gone.
+        pending = []  # (name, version ID, size)
+        remaining = {}
+        for name in names:
+            versions = self._version_ids.get(name) or [("null", 0)]
+            remaining[name] = len(versions)
+            pending.extend((name, vid, size) for vid, size in versions)
+        failed = {}
+        for start in range(0, len(pending), S3_DELETE_BATCH):
+            batch = pending[start:start + S3_DELETE_BATCH]
+            objects = [{"Key": self.prefix + n, "VersionId": vid} for n, vid, _size in batch]
+            response = self._request(objects, True, report, [n for n in _unique(n for n, _v, _s in batch) if n not in failed])
+            errors = dict(
+                ((e.get("Key", "")[len(self.prefix):], e.get("VersionId") or "null"), "%s: %s" % (e.get("Code"), e.get("Message")))
+                for e in response.get("Errors") or ()
+            )
+            for name, vid, size in batch:
+                if (name, vid) in errors:
+                    failed.setdefault(name, "version %s: %s" % (vid, errors[(name, vid)]))
+                    continue
+                report.bytes_freed += size
+                report.versions_deleted += 1
+                remaining[name] -= 1
+                if remaining[name] == 0 and name not in failed:
+                    report.deleted.append(name)
+            if errors:
+                report.failed.extend({"name": n, "error": failed[n]} for n in _unique(n for n, _v, _s in batch) if n in failed)
+                self._fail_batch(report, len(batch))
+
+
+def _unique(items):
+    seen = set()
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            yield item
 
 
 def _s3_error(exc):

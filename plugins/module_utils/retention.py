@@ -21,6 +21,7 @@ the result never depends on listing order.
 
 from __future__ import annotations
 
+import array
 import datetime
 import re
 
@@ -53,9 +54,14 @@ def parse_duration(value, where="min_age"):
 
 
 def period_key(bucket, when):
-    """The calendar period of ``when`` (an aware datetime already in the policy's zone)."""
+    """The calendar period of ``when`` (an aware datetime already in the policy's zone).
+
+    An hour is a local wall-clock hour *and* its UTC offset: in the autumn the hour that a DST
+    change repeats (Europe/Berlin 2026-10-25 02:00-03:00, first CEST then CET) is two hours,
+    not one. Days, weeks, months and years are calendar periods of the wall clock.
+    """
     if bucket == "hourly":
-        return (when.year, when.month, when.day, when.hour)
+        return (when.year, when.month, when.day, when.hour, when.utcoffset())
     if bucket == "daily":
         return (when.year, when.month, when.day)
     if bucket == "weekly":
@@ -97,46 +103,81 @@ def plan(artifacts, policy, now, tz=datetime.timezone.utc):
     Returns ``{'keep': {name: [reasons]}, 'delete': [names], 'counts': {...}}`` where the
     lists are newest first and ``counts`` tells how many artifacts each rule kept.
     """
+    names, times, sizes = [], array.array("d"), array.array("q")
+    for name, when, size in artifacts:
+        names.append(name)
+        times.append(when.timestamp())
+        sizes.append(size or 0)
+    decision = plan_arrays(names, times, policy, now, tz)
+    order = decision["order"]
+    return {
+        "keep": dict((names[i], reasons) for i, reasons in decision["keep"].items()),
+        "delete": [names[i] for i in order if i not in decision["keep"]],
+        "counts": decision["counts"],
+    }
+
+
+def newest_first(names, times):
+    """Indexes of the artifacts newest first (ties: greater name first), as a sequence.
+
+    Listings usually arrive oldest first already (S3 lists keys in order, and names carry
+    their time): then the answer is ``reversed(range(n))``, which takes no memory at all.
+    """
+    count = len(names)
+    for i in range(1, count):
+        if times[i] < times[i - 1] or (times[i] == times[i - 1] and names[i] < names[i - 1]):
+            break
+    else:
+        return range(count - 1, -1, -1)
+    order = sorted(range(count), key=names.__getitem__, reverse=True)
+    order.sort(key=times.__getitem__, reverse=True)  # stable: equal times stay greater name first
+    return array.array("l", order)
+
+
+def plan_arrays(names, times, policy, now, tz=datetime.timezone.utc):
+    """:func:`plan` over parallel sequences: ``names`` and ``times`` (POSIX seconds).
+
+    Made for millions of artifacts: no per-artifact objects are built besides what the caller
+    holds. Returns ``{'order': indexes newest first, 'keep': {index: [reasons]}, 'counts': {...}}``;
+    every index not in ``keep`` is to be deleted.
+    """
     policy = validate_policy(policy)
-    ordered = sorted(artifacts, key=lambda a: (a[1], a[0]), reverse=True)
+    order = newest_first(names, times)
     keep = {}
 
-    def mark(name, reason):
-        keep.setdefault(name, []).append(reason)
+    def mark(index, reason):
+        keep.setdefault(index, []).append(reason)
 
     counts = dict((b, 0) for b in ("last",) + BUCKETS + ("min_age", "newest"))
-    for name, _when, _size in ordered[: policy["keep_last"]]:
-        mark(name, "last")
+    for index in order[: policy["keep_last"]]:
+        mark(index, "last")
         counts["last"] += 1
 
     for bucket in BUCKETS:
         remaining = policy["keep_" + bucket]
         last_key = None
-        for name, when, _size in ordered:
+        for index in order:
             if remaining <= 0:
                 break
-            key = period_key(bucket, when.astimezone(tz))
+            key = period_key(bucket, datetime.datetime.fromtimestamp(times[index], tz))
             if key != last_key:
-                mark(name, bucket)
+                mark(index, bucket)
                 counts[bucket] += 1
                 remaining -= 1
                 last_key = key
 
     if policy["min_age"]:
-        cutoff = now - datetime.timedelta(seconds=policy["min_age"])
-        for name, when, _size in ordered:
-            if when <= cutoff:
+        cutoff = (now - datetime.timedelta(seconds=policy["min_age"])).timestamp()
+        for index in order:
+            if times[index] <= cutoff:
                 break
-            mark(name, "min_age")
+            mark(index, "min_age")
             counts["min_age"] += 1
 
-    if ordered:
-        mark(ordered[0][0], "newest")
+    if len(order):
+        mark(order[0], "newest")
         counts["newest"] += 1
 
-    delete = [name for name, _when, _size in ordered if name not in keep]
-    return {
-        "keep": dict((name, keep[name]) for name, _w, _s in ordered if name in keep),
-        "delete": delete,
-        "counts": counts,
-    }
+    # Kept artifacts newest first (walking ``order`` once: O(n), no sorting).
+    ordered_keep = dict((i, keep[i]) for i in order if i in keep) if keep else {}
+    return {"order": order, "keep": ordered_keep, "counts": counts}

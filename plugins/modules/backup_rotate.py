@@ -17,6 +17,9 @@ description:
     that keeps nothing is refused.
   - Periods are calendar periods in O(timezone), so days stay days across DST changes.
   - S3 listing is paginated and deletes go 1000 keys to a request.
+  - In a versioned S3 bucket a plain delete only adds a delete marker and frees nothing; O(s3_versions) chooses
+    between that (the result says so) and deleting every version.
+  - For large stores, O(output=summary) returns counts, bytes and the first and last names instead of full lists.
 author:
   - Keel maintainers (@keel-platform)
 extends_documentation_fragment:
@@ -82,11 +85,39 @@ options:
     description: strptime format of the time in the name, for example C(%Y%m%dT%H%M%SZ).
     type: str
   timezone:
-    description: Timezone whose calendar defines hours, days, weeks, months and years. Times without a zone are taken in it.
+    description:
+      - Timezone whose calendar defines hours, days, weeks, months and years. Times without a zone are taken in it.
+      - An hour is a wall-clock hour and its UTC offset, so the hour a DST change repeats in the autumn is two hourly
+        periods (in Europe/Berlin, 02:00-03:00 CEST and 02:00-03:00 CET on 2026-10-25).
     type: str
     default: UTC
+  s3_versions:
+    description:
+      - What deleting means in a versioned S3 bucket (ignored without O(s3)).
+      - C(markers) sends plain deletes. In a bucket with versioning C(Enabled) S3 then only adds a delete marker; the
+        data stays as a noncurrent version and still takes space. The result says so (RV(versions.markers), a warning)
+        and RV(bytes_freed) counts none of it. In a C(Suspended) bucket a plain delete also adds a marker; it removes
+        the object's C(null) version if it has one (written while versioning was off or suspended) but never the
+        versions written while it was on, so RV(bytes_freed) counts none of it there either (a lower bound).
+      - C(delete) lists every version and delete marker of each artifact to delete and deletes them all by version ID,
+        which frees the space for good (RV(versions.versions_deleted)). Keys whose current version is already a delete
+        marker are not artifacts and are left alone (RV(versions.hidden)).
+    type: str
+    choices: [markers, delete]
+    default: markers
+  output:
+    description:
+      - C(full) returns every name (RV(kept), RV(deleted), RV(reasons), RV(unmatched)).
+      - C(summary) returns only RV(summary) (counts, bytes, newest and oldest name per outcome and per rule) and at most
+        100 entries of RV(not_deleted), so the result stays small for stores of millions of artifacts. Diff mode then shows
+        counts, not names.
+    type: str
+    choices: [full, summary]
+    default: full
 notes:
   - Artifacts are compared by time, then by name, so equal times give the same result in every run.
+  - A zone in a name is honoured when O(name_time_format) reads it (C(%z), a literal C(Z), C(%Z) with UTC or GMT); a
+    time without a zone is read in O(timezone), and in the hour a DST change repeats as its first occurrence.
 """
 
 EXAMPLES = r"""
@@ -117,6 +148,41 @@ EXAMPLES = r"""
     timezone: Europe/Berlin
   register: rotation
 
+# Hourly dumps named in UTC, rotated by the hours of Europe/Berlin. The directory holds
+#   db-20261024T223000Z.sql.gz db-20261024T233000Z.sql.gz db-20261025T003000Z.sql.gz
+#   db-20261025T013000Z.sql.gz db-20261025T023000Z.sql.gz
+# which are 00:30, 01:30, 02:30 CEST, 02:30 CET and 03:30 CET on 2026-10-25 in Berlin. 02:00-03:00
+# happens twice that night (clocks go back at 03:00 CEST), so it is two hourly periods: the
+# four newest hours keep four dumps and only the oldest goes.
+- name: Keep the last 4 hours of dumps across the autumn DST change
+  keel.platform.backup_rotate:
+    path: /var/backups/hourly
+    glob: "db-*.sql.gz"
+    timestamp_from: name
+    name_pattern: 'db-(?P<ts>\d{8}T\d{6}Z)\.sql\.gz$'
+    name_time_format: "%Y%m%dT%H%M%SZ"
+    keep_hourly: 4
+    timezone: Europe/Berlin
+  register: hourly
+
+- name: What that leaves
+  ansible.builtin.assert:
+    that:
+      - hourly.kept == ["db-20261025T023000Z.sql.gz", "db-20261025T013000Z.sql.gz", "db-20261025T003000Z.sql.gz", "db-20261024T233000Z.sql.gz"]
+      - hourly.deleted == ["db-20261024T223000Z.sql.gz"]
+
+- name: A bucket of a million objects, versioned - delete every version, return a summary only
+  keel.platform.backup_rotate:
+    s3:
+      bucket: backups
+      prefix: wal/
+      endpoint_url: https://objects.internal:8333
+      path_style: true
+    s3_versions: delete
+    output: summary
+    keep_daily: 30
+  register: wal_rotation
+
 - name: Show the plan without deleting anything
   keel.platform.backup_rotate:
     path: /srv/backups
@@ -128,7 +194,7 @@ EXAMPLES = r"""
 RETURN = r"""
 kept:
   description: Names kept, newest first.
-  returned: always
+  returned: with O(output=full)
   type: list
   elements: str
 deleted:
@@ -136,38 +202,87 @@ deleted:
     - Names deleted (in check mode, that would be deleted), newest first.
     - When a delete fails, only the names really deleted (earlier batches and the keys of the failing batch that
       succeeded); the task fails.
-  returned: always
+    - In a versioned bucket with O(s3_versions=markers), names that now have a delete marker (their data remains as
+      noncurrent versions).
+  returned: with O(output=full)
   type: list
   elements: str
 reasons:
   description: For each kept name, the rules that kept it (last, hourly, daily, weekly, monthly, yearly, min_age, newest).
-  returned: always
+  returned: with O(output=full)
   type: dict
 bytes_freed:
-  description: Total size of the deleted artifacts (only those really deleted when a delete fails).
+  description:
+    - Bytes really freed (in check mode, that would be freed). When a delete fails, only by what was deleted.
+    - With O(s3_versions=delete), the size of every version deleted. A delete that only added a delete marker frees
+      nothing and counts 0.
   returned: always
   type: int
-failed:
-  description: When a delete fails, the names not deleted in the failing batch and why (C(name), C(error)).
+not_deleted:
+  description:
+    - When a delete fails, the names of the failing batch that were not deleted and why (C(name), C(error)).
+    - With O(output=summary), at most the first 100; RV(not_deleted_count) has the number.
   returned: on a failed delete
   type: list
   elements: dict
+  sample: [{name: db-20260105T020000Z.tar, error: "AccessDenied: Access Denied"}]
+not_deleted_count:
+  description: How many names of the failing batch were not deleted.
+  returned: on a failed delete
+  type: int
 counts:
   description: How many artifacts each rule kept, and the totals C(total), C(kept), C(deleted).
   returned: always
   type: dict
   sample: {last: 3, daily: 7, weekly: 4, monthly: 6, yearly: 0, hourly: 0, min_age: 1, newest: 1, total: 40, kept: 15, deleted: 25}
+summary:
+  description:
+    - Bounded description of the outcome, whatever the number of artifacts. C(kept), C(deleted) (what was really
+      deleted, or in check mode what would be) and each rule (C(last) ... C(yearly), C(min_age), C(newest)) have
+      C(count), C(bytes) (sizes of the artifacts), C(newest) and C(oldest) (names; null when C(count) is 0).
+    - C(unmatched) has C(count), C(first) and C(last) (in name order).
+  returned: always
+  type: dict
+  sample:
+    kept: {count: 15, bytes: 15360, newest: db-20261128T020000Z.tar, oldest: db-20260601T020000Z.tar}
+    deleted: {count: 25, bytes: 25600, newest: db-20261120T020000Z.tar, oldest: db-20260501T020000Z.tar}
+    unmatched: {count: 1, first: notes.txt, last: notes.txt}
+    rules: {daily: {count: 7, bytes: 7168, newest: db-20261128T020000Z.tar, oldest: db-20261122T020000Z.tar}}
 unmatched:
   description: Names left alone because their time could not be read from them.
-  returned: always
+  returned: with O(output=full)
   type: list
   elements: str
+versions:
+  description: S3 only. How versioning was handled.
+  returned: with O(s3)
+  type: dict
+  sample: {mode: markers, status: Enabled, markers: 25, versions_deleted: 0, hidden: 0}
+  contains:
+    mode:
+      description: O(s3_versions).
+      type: str
+    status:
+      description: The bucket's versioning, C(Enabled), C(Suspended), C(Off), or C(unknown) when it could not be read.
+      type: str
+    markers:
+      description: How many deletes only added a delete marker (their data remains; nothing freed).
+      type: int
+    versions_deleted:
+      description: How many versions and delete markers were deleted by version ID (O(s3_versions=delete)).
+      type: int
+    hidden:
+      description: >-
+        Keys left alone because their current version is a delete marker (O(s3_versions=delete) only; with
+        C(markers) the listing does not show them).
+      type: int
 requests:
-  description: Requests made to the store, by kind (C(list), C(delete)).
+  description: Requests made to the store, by kind (C(list), C(delete), and for S3 C(versioning)).
   returned: always
   type: dict
 """
 
+import array
 import datetime
 import os
 import traceback
@@ -175,13 +290,14 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.keel.platform.plugins.module_utils.backup_storage import (
+    DeleteReport,
     LocalStore,
     S3Store,
     StorageError,
     compile_pattern,
     name_timestamp,
 )
-from ansible_collections.keel.platform.plugins.module_utils.retention import PolicyError, plan, validate_policy
+from ansible_collections.keel.platform.plugins.module_utils.retention import BUCKETS, PolicyError, plan_arrays, validate_policy
 
 try:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -192,6 +308,7 @@ except ImportError:  # Python < 3.9
 BOTO3_IMPORT_ERROR = None
 try:
     import boto3
+    import boto3.session
     from botocore.config import Config as BotoConfig
 except ImportError:
     BOTO3_IMPORT_ERROR = traceback.format_exc()
@@ -220,6 +337,8 @@ def argument_spec():
         name_pattern=dict(type="str"),
         name_time_format=dict(type="str"),
         timezone=dict(type="str", default="UTC"),
+        s3_versions=dict(type="str", choices=["markers", "delete"], default="markers"),
+        output=dict(type="str", choices=["full", "summary"], default="full"),
     )
     for bucket in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         spec["keep_" + bucket] = dict(type="int", default=0)
@@ -236,10 +355,29 @@ def build_module():
     )
 
 
+def iso_timestamp(text):
+    """LastModified as S3 sends it (C(2026-11-01T00:00:00.000Z)), parsed quickly.
+
+    botocore's default parser (dateutil) costs about half a millisecond a key, minutes for a
+    million keys; anything unusual still goes to it.
+    """
+    try:
+        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except (TypeError, ValueError):
+        when = None
+    if when is None or when.tzinfo is None:
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(text)
+    return when
+
+
 def s3_client(params):
     config = BotoConfig(s3={"addressing_style": "path" if params["path_style"] else "auto"}, retries={"max_attempts": 5})
     verify = params["ca_bundle"] if params["ca_bundle"] else params["validate_certs"]
-    return boto3.client(
+    session = boto3.session.Session()
+    session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=iso_timestamp)
+    return session.client(
         "s3",
         endpoint_url=params["endpoint_url"],
         region_name=params["region"],
@@ -251,6 +389,9 @@ def s3_client(params):
     )
 
 
+FAILED_SHOWN = 100
+
+
 def open_store(module):
     params = module.params
     if params["path"]:
@@ -260,7 +401,8 @@ def open_store(module):
     if BOTO3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     s3 = params["s3"]
-    return S3Store(s3_client(s3), s3["bucket"], s3["prefix"], params["glob"]), "s3://%s/%s" % (s3["bucket"], s3["prefix"])
+    store = S3Store(s3_client(s3), s3["bucket"], s3["prefix"], params["glob"], versions=params["s3_versions"])
+    return store, store.where()
 
 
 def resolve_timezone(module):
@@ -275,25 +417,107 @@ def resolve_timezone(module):
         module.fail_json(msg="timezone: unknown timezone %r" % name)
 
 
+class Artifacts(object):
+    """The listing, held compactly: parallel names, times (POSIX seconds) and sizes.
+
+    A million artifacts cost their names plus 16 bytes each, not a tuple and a datetime each.
+    Names whose time cannot be read are counted (and kept in full only with output=full).
+    """
+
+    def __init__(self, keep_unmatched):
+        self.names = []
+        self.times = array.array("d")
+        self.sizes = array.array("q")
+        self.unmatched = [] if keep_unmatched else None
+        self.unmatched_count = 0
+        self.unmatched_first = self.unmatched_last = None
+
+    def add(self, name, when, size):
+        self.names.append(name)
+        self.times.append(when.timestamp())
+        self.sizes.append(size or 0)
+
+    def skip(self, name):
+        self.unmatched_count += 1
+        if self.unmatched is not None:
+            self.unmatched.append(name)
+        if self.unmatched_first is None or name < self.unmatched_first:
+            self.unmatched_first = name
+        if self.unmatched_last is None or name > self.unmatched_last:
+            self.unmatched_last = name
+
+
 def collect(store, params, tz):
-    """Artifacts with their timestamps, and the names whose time could not be read."""
-    artifacts, unmatched = [], []
+    """The artifacts with their timestamps, and the names whose time could not be read."""
+    found = Artifacts(keep_unmatched=params["output"] == "full")
     pattern = compile_pattern(params["name_pattern"]) if params["timestamp_from"] == "name" else None
+    time_format = params["name_time_format"]
     for name, mtime, size in store.list():
         if pattern is None:
-            artifacts.append((name, mtime, size))
+            found.add(name, mtime, size)
             continue
-        when = name_timestamp(name, pattern, params["name_time_format"], tz)
+        when = name_timestamp(name, pattern, time_format, tz)
         if when is None:
-            unmatched.append(name)
+            found.skip(name)
         else:
-            artifacts.append((name, when, size))
-    return artifacts, unmatched
+            found.add(name, when, size)
+    return found
+
+
+class Tally(object):
+    """Count, bytes, newest and oldest name of a set of artifacts, fed newest first."""
+
+    def __init__(self):
+        self.count = self.bytes = 0
+        self.newest = self.oldest = None
+
+    def add(self, name, size):
+        if self.newest is None:
+            self.newest = name
+        self.oldest = name
+        self.count += 1
+        self.bytes += size
+
+    def as_dict(self):
+        return dict(count=self.count, bytes=self.bytes, newest=self.newest, oldest=self.oldest)
+
+
+def summarize(found, decision, deleted_indexes):
+    """The bounded summary: kept, deleted, each rule, unmatched."""
+    names, sizes, keep = found.names, found.sizes, decision["keep"]
+    kept, deleted = Tally(), Tally()
+    rules = dict((rule, Tally()) for rule in ("last",) + BUCKETS + ("min_age", "newest"))
+    for index, reasons in keep.items():
+        kept.add(names[index], sizes[index])
+        for reason in reasons:
+            rules[reason].add(names[index], sizes[index])
+    for index in deleted_indexes:
+        deleted.add(names[index], sizes[index])
+    return dict(
+        kept=kept.as_dict(),
+        deleted=deleted.as_dict(),
+        rules=dict((rule, tally.as_dict()) for rule, tally in rules.items()),
+        unmatched=dict(count=found.unmatched_count, first=found.unmatched_first, last=found.unmatched_last),
+    )
+
+
+def read_versioning(module, store):
+    """The bucket's versioning status, or ``unknown`` (with a warning) when it cannot be read."""
+    try:
+        return store.versioning()
+    except StorageError as exc:
+        if store.versions == "markers":
+            module.warn(
+                "%s; if the bucket is versioned, deletes only add delete markers: each deleted key's answer tells, "
+                "and bytes_freed counts only what was freed" % exc
+            )
+        return "unknown"
 
 
 def main():
     module = build_module()
     params = module.params
+    full = params["output"] == "full"
     policy = dict((k, params[k]) for k in params if k.startswith("keep_"))
     policy["min_age"] = params["min_age"]
     try:
@@ -303,48 +527,98 @@ def main():
     tz = resolve_timezone(module)
 
     store, where = open_store(module)
+    is_s3 = isinstance(store, S3Store)
+    status = read_versioning(module, store) if is_s3 else None
     try:
-        artifacts, unmatched = collect(store, params, tz)
+        found = collect(store, params, tz)
     except StorageError as exc:
         module.fail_json(msg=str(exc), requests=store.requests)
 
-    decision = plan(artifacts, policy, now=datetime.datetime.now(datetime.timezone.utc), tz=tz)
-    sizes = dict((name, size) for name, _when, size in artifacts)
-    deleted = decision["delete"]
-    counts = dict(decision["counts"], total=len(artifacts), kept=len(decision["keep"]), deleted=len(deleted))
-    result = dict(
-        changed=bool(deleted),
-        kept=list(decision["keep"]),
-        deleted=deleted,
-        reasons=decision["keep"],
-        bytes_freed=sum(sizes[name] for name in deleted),
-        counts=counts,
-        unmatched=sorted(unmatched),
-        requests=store.requests,
-    )
-    if module._diff:
-        before = sorted(sizes)
-        result["diff"] = dict(
-            before_header=where,
-            after_header=where,
-            before="\n".join(before) + ("\n" if before else ""),
-            after="\n".join(sorted(decision["keep"])) + ("\n" if decision["keep"] else ""),
+    decision = plan_arrays(found.names, found.times, policy, now=datetime.datetime.now(datetime.timezone.utc), tz=tz)
+    names, sizes, keep = found.names, found.sizes, decision["keep"]
+    to_delete = [i for i in decision["order"] if i not in keep]
+    # In a versioned bucket a plain delete adds a delete marker and frees nothing.
+    markers_only = is_s3 and params["s3_versions"] == "markers" and status in ("Enabled", "Suspended")
+    counts = dict(decision["counts"], total=len(names), kept=len(keep), deleted=len(to_delete))
+    result = dict(changed=bool(to_delete), counts=counts, requests=store.requests)
+    planned_bytes = 0 if markers_only else sum(sizes[i] for i in to_delete)
+    if full:
+        result.update(
+            kept=[names[i] for i in keep],
+            deleted=[names[i] for i in to_delete],
+            reasons=dict((names[i], reasons) for i, reasons in keep.items()),
+            unmatched=sorted(found.unmatched),
         )
-
-    if deleted and not module.check_mode:
-        try:
-            store.delete(deleted)
-        except StorageError as exc:
-            result.pop("diff", None)
-            # Say what was really deleted (batches before the failure and the keys that succeeded).
-            really = getattr(exc, "deleted", [])
-            result.update(
-                changed=bool(really),
-                deleted=really,
-                bytes_freed=sum(sizes[name] for name in really),
-                failed=getattr(exc, "failed", []),
+    if module._diff:
+        if full:
+            before = sorted(names)
+            after = sorted(names[i] for i in keep)
+            result["diff"] = dict(
+                before_header=where, after_header=where,
+                before="\n".join(before) + ("\n" if before else ""),
+                after="\n".join(after) + ("\n" if after else ""),
             )
-            module.fail_json(msg="deleting old backups failed: %s" % exc, **result)
+        else:
+            result["diff"] = dict(
+                before_header=where, after_header=where,
+                before="%d artifacts\n" % len(names),
+                after="%d artifacts (%d deleted)\n" % (len(keep), len(to_delete)),
+            )
+
+    report = None
+    if to_delete and not module.check_mode:
+        delete_names = [names[i] for i in to_delete]
+        delete_sizes = array.array("q", (sizes[i] for i in to_delete))
+        try:
+            report = store.delete(delete_names, delete_sizes)
+        except StorageError as exc:
+            report = getattr(exc, "report", None) or DeleteReport()
+            finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full,
+                   error="deleting old backups failed: %s" % exc)
+        del delete_names, delete_sizes
+    finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full)
+
+
+def finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full, error=None):
+    """Fill in what was really deleted and freed, then exit (or fail with ``error``)."""
+    params = module.params
+    is_s3 = bool(params["s3"])
+    markers = versions_deleted = 0
+    if report is None:
+        # Nothing deleted (check mode or nothing to delete): the plan is the answer.
+        result["bytes_freed"] = planned_bytes
+        summary = summarize(found, decision, to_delete)
+        if is_s3 and params["s3_versions"] == "markers" and status in ("Enabled", "Suspended"):
+            markers = len(to_delete)
+    else:
+        really = set(report.deleted) if error else None
+        result["bytes_freed"] = report.bytes_freed
+        markers, versions_deleted = report.markers, report.versions_deleted
+        if error:
+            gone = [i for i in to_delete if found.names[i] in really]
+            result["changed"] = bool(gone)
+            result["counts"]["deleted"] = len(gone)
+            if full:
+                result["deleted"] = list(report.deleted)
+            # Not "failed": Ansible's own failed flag would overwrite it.
+            result["not_deleted_count"] = len(report.failed)
+            result["not_deleted"] = report.failed if full else report.failed[:FAILED_SHOWN]
+            result.pop("diff", None)
+        else:
+            gone = to_delete
+        summary = summarize(found, decision, gone)
+    result["summary"] = summary
+    if is_s3:
+        result["versions"] = dict(mode=params["s3_versions"], status=status, markers=markers,
+                                  versions_deleted=versions_deleted, hidden=store.hidden)
+        if markers:
+            module.warn(
+                "s3://%s is versioned (%s): %d deletes only added delete markers; the data remains as noncurrent "
+                "versions and still takes space (s3_versions=delete removes the versions)"
+                % (params["s3"]["bucket"], status, markers)
+            )
+    if error:
+        module.fail_json(msg=error, **result)
     module.exit_json(**result)
 
 

@@ -159,3 +159,55 @@ def test_invalid_policies(policy, message):
 @pytest.mark.parametrize("value,seconds", [(None, 0), ("", 0), (90, 90), ("90", 90), ("45m", 2700), ("36h", 129600), ("7d", 604800), ("2w", 1209600)])
 def test_parse_duration(value, seconds):
     assert parse_duration(value) == seconds
+
+
+# --- Zones and DST ---
+
+def berlin():
+    if ZoneInfo is None:  # pragma: no cover
+        pytest.skip("zoneinfo needs Python 3.9")
+    return ZoneInfo("Europe/Berlin")
+
+
+def test_autumn_dst_hour_is_two_hourly_buckets():
+    # Failed before: 02:30 CEST and 02:30 CET (2026-10-25, Europe/Berlin) fell into one hourly bucket,
+    # so keep_hourly kept one artifact fewer than it promised and deleted the first 02:30.
+    arts = [
+        ("a-0030", at(2026, 10, 24, 22, 30), 1),  # 00:30 CEST
+        ("b-0130", at(2026, 10, 24, 23, 30), 1),  # 01:30 CEST
+        ("c-0230-cest", at(2026, 10, 25, 0, 30), 1),  # 02:30 CEST
+        ("d-0230-cet", at(2026, 10, 25, 1, 30), 1),  # 02:30 CET, one hour later
+        ("e-0330", at(2026, 10, 25, 2, 30), 1),  # 03:30 CET
+    ]
+    result = plan(arts, {"keep_hourly": 4}, now=at(2026, 11, 1), tz=berlin())
+    assert list(result["keep"]) == ["e-0330", "d-0230-cet", "c-0230-cest", "b-0130"]
+    assert result["delete"] == ["a-0030"]
+
+
+def test_dst_day_is_still_one_day_and_spring_gap_is_no_bucket():
+    tz = berlin()
+    # The 25-hour autumn day is one daily bucket.
+    arts = [("x%02d" % h, at(2026, 10, 24, 22) + datetime.timedelta(hours=h), 1) for h in range(25)]
+    result = plan(arts, {"keep_daily": 1}, now=at(2026, 11, 1), tz=tz)
+    assert result["counts"]["daily"] == 1 and list(result["keep"]) == ["x24"]
+    # Spring: 01:30 CET and 03:30 CEST are one real hour apart but two different hours (02:00 does not exist).
+    spring = [("p", at(2026, 3, 29, 0, 30), 1), ("q", at(2026, 3, 29, 1, 30), 1)]
+    assert set(plan(spring, {"keep_hourly": 2}, now=at(2026, 4, 1), tz=tz)["keep"]) == {"p", "q"}
+
+
+def test_period_key_hour_includes_the_offset():
+    tz = berlin()
+    first = at(2026, 10, 25, 0, 30).astimezone(tz)
+    second = at(2026, 10, 25, 1, 30).astimezone(tz)
+    assert first.hour == second.hour == 2
+    assert period_key("hourly", first) != period_key("hourly", second)
+    assert period_key("daily", first) == period_key("daily", second)
+
+
+def test_plan_arrays_handles_unsorted_input_and_ties_like_plan():
+    from ansible_collections.keel.platform.plugins.module_utils.retention import newest_first
+
+    names = ["c", "a", "b", "d"]
+    times = [5.0, 7.0, 7.0, 1.0]
+    assert list(newest_first(names, times)) == [2, 1, 0, 3]  # b and a tie: greater name first
+    assert list(newest_first(["a", "b", "c"], [1.0, 1.0, 2.0])) == [2, 1, 0]

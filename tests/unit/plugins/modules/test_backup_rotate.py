@@ -1,10 +1,16 @@
 import datetime
+import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
+from ansible.module_utils.common import warnings as ansible_warnings
 
 from ansible_collections.keel.platform.plugins.module_utils import backup_storage
 from ansible_collections.keel.platform.plugins.modules import backup_rotate
+from tests.support.fake_s3 import FakeS3Client, GeneratedS3Server
 
 DAY = 86400
 
@@ -125,6 +131,9 @@ class FakeS3(object):
             out["NextContinuationToken"] = str(start + len(page))
         return out
 
+    def get_bucket_versioning(self, Bucket):
+        return {}
+
     def delete_objects(self, Bucket, Delete):
         assert len(Delete["Objects"]) <= 1000
         self.calls.append("delete")
@@ -148,7 +157,8 @@ def test_s3_module_path_uses_the_store(run_module, monkeypatch):
     monkeypatch.setattr(backup_rotate, "s3_client", lambda params: client)
     monkeypatch.setattr(backup_rotate, "BOTO3_IMPORT_ERROR", None)
     failed, result = run_module(backup_rotate.main, {"s3": {"bucket": "bk", "prefix": "b/", "secret_key": "s3cr3t"}, "keep_last": 5})
-    assert not failed and result["counts"]["deleted"] == 25 and result["requests"] == {"list": 1, "delete": 1}
+    assert not failed and result["counts"]["deleted"] == 25
+    assert result["requests"] == {"versioning": 1, "list": 1, "delete": 1}
     assert "s3cr3t" not in str(result)
 
 
@@ -214,3 +224,249 @@ def test_literal_z_designator_is_utc_not_local():
     local = datetime.timezone(datetime.timedelta(hours=2))
     when = backup_storage.name_timestamp("db-20260301T120000Z.sql", pattern, "%Y%m%dT%H%M%SZ", local)
     assert when == datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+# --- Versioned buckets, faults and summary output, against tests/support/fake_s3.FakeS3Client ---
+
+def s3_args(**extra):
+    args = {"s3": {"bucket": "bucket", "prefix": "p/", "access_key": "AKIAFAKE", "secret_key": "fake-secret-0451"}, "keep_last": 2}
+    args.update(extra)
+    return args
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """A FakeS3Client the module uses; the test sets its versioning and faults."""
+    client = FakeS3Client()
+    # Modules run in this process: start each test without the warnings of earlier runs.
+    monkeypatch.setattr(ansible_warnings, "_global_warnings", {})
+    monkeypatch.setattr(backup_rotate, "s3_client", lambda params: client)
+    monkeypatch.setattr(backup_rotate, "BOTO3_IMPORT_ERROR", None)
+    return client
+
+
+def fill(client, count, versions=1, size=100):
+    for i in range(count):
+        for v in range(versions):
+            client.put("p/db-%04d.tar" % i, size=size + v, when=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+                       + datetime.timedelta(hours=i, minutes=v))
+
+
+@pytest.mark.parametrize("status", ["Enabled", "Suspended"])
+def test_versioned_bucket_markers_mode_says_only_markers_were_added_and_frees_nothing(run_module, fake, status):
+    # Failed before: bytes_freed counted the sizes of objects that were only hidden by delete markers.
+    # The objects were written while versioning was on (a suspended bucket keeps those versions).
+    fake.versioning = "Enabled"
+    fill(fake, 10)
+    fake.versioning = status
+    stored = fake.stored_bytes()
+    failed, result = run_module(backup_rotate.main, s3_args())
+    assert not failed and result["changed"] and len(result["deleted"]) == 8
+    assert result["bytes_freed"] == 0
+    assert result["versions"] == {"mode": "markers", "status": status, "markers": 8, "versions_deleted": 0, "hidden": 0}
+    assert "only added delete markers" in json.dumps(result["warnings"])
+    assert fake.current() == ["p/db-0008.tar", "p/db-0009.tar"]
+    assert fake.stored_bytes() == stored  # nothing was freed, as reported
+    # Check mode predicts the same.
+    fill(fake, 10)
+    failed, planned = run_module(backup_rotate.main, s3_args(_ansible_check_mode=True))
+    assert planned["bytes_freed"] == 0 and planned["versions"]["markers"] == 8
+
+
+def test_unversioned_bucket_frees_what_it_deletes(run_module, fake):
+    fill(fake, 10)
+    failed, result = run_module(backup_rotate.main, s3_args())
+    assert not failed and result["bytes_freed"] == 800 and result["versions"]["markers"] == 0
+    assert result["versions"]["status"] == "Off" and "warnings" not in result
+    assert fake.stored_bytes() == 200
+
+
+def test_versioned_bucket_delete_mode_deletes_every_version_and_counts_their_bytes(run_module, fake):
+    # Failed before: there was no way to delete the versions (s3_versions did not exist).
+    fake.versioning = "Enabled"
+    fake.page_size = 7  # versions of one key straddle listing pages
+    fill(fake, 600, versions=2)  # 1200 versions: an artifact's versions straddle two delete batches
+    fake.put("p/hidden.tar", size=5)
+    fake.delete_objects(Bucket="bucket", Delete={"Objects": [{"Key": "p/hidden.tar"}]})  # current version: a marker
+    fake.calls = []
+    failed, result = run_module(backup_rotate.main, s3_args(s3_versions="delete"))
+    assert not failed and len(result["deleted"]) == 598
+    assert result["bytes_freed"] == 598 * (100 + 101)
+    assert result["versions"] == {"mode": "delete", "status": "Enabled", "markers": 0, "versions_deleted": 1196, "hidden": 1}
+    assert sorted(fake.keys) == ["p/db-0598.tar", "p/db-0599.tar", "p/hidden.tar"]
+    assert len(fake.keys["p/db-0599.tar"]) == 2 and len(fake.keys["p/hidden.tar"]) == 2
+    assert result["requests"]["delete"] == 2 and fake.calls.count("delete") == 2
+    failed, again = run_module(backup_rotate.main, s3_args(s3_versions="delete"))
+    assert not failed and not again["changed"]
+
+
+def test_versions_delete_mode_partial_failure_reports_only_what_was_freed(run_module, fake):
+    fake.versioning = "Enabled"
+    fill(fake, 10, versions=3)
+    fake.refuse = {"p/db-0005.tar"}
+    failed, result = run_module(backup_rotate.main, s3_args(s3_versions="delete"))
+    assert failed and "db-0005.tar" in result["msg"] and "AccessDenied" in result["msg"]
+    assert "db-0005.tar" not in result["deleted"] and len(result["deleted"]) == 7
+    assert result["not_deleted"] == [{"name": "db-0005.tar", "error": "version v000018: AccessDenied: Access Denied"}]
+    assert result["bytes_freed"] == 7 * (100 + 101 + 102)
+    assert len(fake.keys["p/db-0005.tar"]) == 3
+
+
+def test_listing_error_on_a_later_page_fails_and_deletes_nothing(run_module, fake):
+    fake.page_size = 3
+    fill(fake, 10)
+    fake.fail_list_page = 2
+    failed, result = run_module(backup_rotate.main, s3_args())
+    assert failed and "cannot list s3://bucket/p/: InternalError" in result["msg"]
+    assert result["requests"]["list"] == 2 and "delete" not in fake.calls and len(fake.current()) == 10
+
+
+def test_versioning_unreadable_still_reports_markers_from_the_delete_answers(run_module, fake):
+    fake.versioning = "Enabled"
+    fake.fail_versioning = True
+    fill(fake, 5)
+    failed, result = run_module(backup_rotate.main, s3_args())
+    assert not failed and result["versions"]["status"] == "unknown"
+    assert result["bytes_freed"] == 0 and result["versions"]["markers"] == 3
+    assert "cannot read the versioning" in json.dumps(result["warnings"])
+
+
+@pytest.mark.parametrize("output", ["full", "summary"])
+def test_whole_delete_request_failing_reports_earlier_batches(run_module, fake, output):
+    fill(fake, 3002)
+    fake.fail_delete_call = 2
+    failed, result = run_module(backup_rotate.main, s3_args(output=output))
+    assert failed and "SlowDown" in result["msg"]
+    assert result["counts"]["deleted"] == 1000 and result["summary"]["deleted"]["count"] == 1000
+    assert result["bytes_freed"] == 1000 * 100 and result["not_deleted_count"] == 1000
+    assert len(result["not_deleted"]) == (1000 if output == "full" else 100)
+    assert len(fake.current()) == 2002
+
+
+def test_summary_output_is_bounded_and_agrees_with_full(run_module, fake):
+    fill(fake, 3000)
+    fake.put("p/notes.txt")
+    args = s3_args(keep_last=3, keep_daily=5)
+    failed, planned_full = run_module(backup_rotate.main, dict(args, _ansible_check_mode=True))
+    failed, planned = run_module(backup_rotate.main, dict(args, output="summary", _ansible_check_mode=True, _ansible_diff=True))
+    assert not failed and planned["summary"] == planned_full["summary"]
+    assert not set(planned) & {"kept", "deleted", "reasons", "unmatched"}
+    summary = planned["summary"]
+    assert summary["kept"]["count"] == len(planned_full["kept"]) == 7
+    assert summary["kept"]["newest"] == "db-2999.tar" and summary["kept"]["oldest"] == planned_full["kept"][-1]
+    assert summary["deleted"] == {"count": 2994, "bytes": 2993 * 100 + 10, "newest": planned_full["deleted"][0], "oldest": "db-0000.tar"}
+    assert summary["rules"]["daily"]["count"] == 5 and summary["rules"]["last"]["oldest"] == "db-2997.tar"
+    assert summary["unmatched"] == {"count": 0, "first": None, "last": None} and "notes.txt" in planned_full["deleted"]
+    assert planned["diff"]["before"] == "3001 artifacts\n"
+    small = len(json.dumps(planned))
+    fill(fake, 9000)
+    failed, bigger = run_module(backup_rotate.main, dict(args, output="summary", _ansible_check_mode=True, _ansible_diff=True))
+    assert bigger["counts"]["total"] == 9001 and abs(len(json.dumps(bigger)) - small) < 200
+
+
+def test_no_log_secret_never_in_the_modules_output(tmp_path):
+    """Run the module as Ansible does (its own process) with a real secret; search everything it prints."""
+    secret = "kS3cr3t-" + os.urandom(8).hex()
+    keys = ["p/db-%04d.tar" % i for i in range(50)]
+    for versioning, refuse in ((None, False), ("Enabled", False), (None, True)):
+        with GeneratedS3Server("bucket", keys.__getitem__, keys.index, len(keys), versioning=versioning, refuse_deletes=refuse) as server:
+            args = {"ANSIBLE_MODULE_ARGS": {
+                "s3": {"bucket": "bucket", "prefix": "p", "endpoint_url": server.endpoint, "path_style": True,
+                       "access_key": "AKIA" + secret[-8:], "secret_key": secret, "session_token": secret + "-token"},
+                "keep_last": 5, "_ansible_diff": True}}
+            path = tmp_path / "args.json"
+            path.write_text(json.dumps(args))
+            proc = subprocess.run([sys.executable, backup_rotate.__file__, str(path)], capture_output=True, text=True, timeout=120, check=False,
+                                  env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        output = proc.stdout + proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["invocation"]["module_args"]["s3"]["secret_key"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+        if versioning:
+            assert result["warnings"] and result["bytes_freed"] == 0
+        if refuse:
+            assert result["failed"] is True and "AccessDenied" in result["msg"] and result["not_deleted_count"] == 45
+        else:
+            assert not result.get("failed") and len(result["deleted"]) == 45
+        assert secret not in output and secret[-8:] not in output
+
+
+# --- Zones in names, and the documented example ---
+
+@pytest.mark.parametrize(
+    "text,time_format,expected",
+    [
+        ("db-20261025T023000+0200.sql", "%Y%m%dT%H%M%S%z", datetime.datetime(2026, 10, 25, 0, 30, tzinfo=datetime.timezone.utc)),
+        ("db-20261025T023000+0100.sql", "%Y%m%dT%H%M%S%z", datetime.datetime(2026, 10, 25, 1, 30, tzinfo=datetime.timezone.utc)),
+        ("db-2026-10-25T02:30:00-05:30.sql", "%Y-%m-%dT%H:%M:%S%z", datetime.datetime(2026, 10, 25, 8, 0, tzinfo=datetime.timezone.utc)),
+        ("db-20261025T023000Z.sql", "%Y%m%dT%H%M%S%z", datetime.datetime(2026, 10, 25, 2, 30, tzinfo=datetime.timezone.utc)),
+        ("db-20261025T023000 UTC.sql", "%Y%m%dT%H%M%S %Z", datetime.datetime(2026, 10, 25, 2, 30, tzinfo=datetime.timezone.utc)),
+    ],
+)
+def test_zone_designators_are_read_in_their_zone(text, time_format, expected):
+    # %Z with UTC failed before (the zone was dropped and the time read in tz); the %z cases are regression guards.
+    pattern = backup_storage.compile_pattern(r"db-(.*)\.sql")
+    tokyo = datetime.timezone(datetime.timedelta(hours=9))
+    assert backup_storage.name_timestamp(text, pattern, time_format, tokyo) == expected
+
+
+def test_zone_names_other_than_utc_are_unmatched_not_guessed():
+    pattern = backup_storage.compile_pattern(r"db-(.*)\.sql")
+    for name in ("CET", "EST"):
+        assert backup_storage.name_timestamp("db-20261025T023000 %s.sql" % name, pattern, "%Y%m%dT%H%M%S %Z", datetime.timezone.utc) is None
+
+
+def test_offsets_in_names_make_two_hourly_buckets_in_the_dst_hour(run_module, tmp_path):
+    # Failed before: both 02:30 dumps (CEST and CET, named with their offsets) were one hourly bucket.
+    for name in ("db-20261025T013000+0200", "db-20261025T023000+0200", "db-20261025T023000+0100", "db-20261025T033000+0100"):
+        (tmp_path / (name + ".sql")).write_text("x")
+    failed, result = run_module(backup_rotate.main, {
+        "path": str(tmp_path), "timestamp_from": "name", "name_pattern": r"db-(.*)\.sql$",
+        "name_time_format": "%Y%m%dT%H%M%S%z", "keep_hourly": 3, "timezone": "Europe/Berlin"})
+    assert not failed
+    assert result["kept"] == ["db-20261025T033000+0100.sql", "db-20261025T023000+0100.sql", "db-20261025T023000+0200.sql"]
+    assert result["deleted"] == ["db-20261025T013000+0200.sql"]
+
+
+def documented_tasks():
+    import yaml
+
+    return yaml.safe_load(backup_rotate.EXAMPLES)
+
+
+def test_the_documented_dst_example_gives_its_documented_result(run_module, tmp_path):
+    """Run the EXAMPLES task on the files its comment lists; check the EXAMPLES assert that follows it."""
+    import jinja2
+
+    tasks = documented_tasks()
+    index = next(i for i, t in enumerate(tasks) if t["name"].startswith("Keep the last 4 hours"))
+    task, check = tasks[index], tasks[index + 1]
+    args = dict(task["keel.platform.backup_rotate"])
+    comment = backup_rotate.EXAMPLES.split(task["name"], maxsplit=1)[0].rsplit("\n\n", 1)[-1]
+    names = re.findall(r"db-\d{8}T\d{6}Z\.sql\.gz", comment)
+    assert len(names) == 5
+    for name in names:
+        (tmp_path / name).write_bytes(b"dump")
+    (tmp_path / "README").write_text("not a dump")
+    args["path"] = str(tmp_path)
+    failed, result = run_module(backup_rotate.main, args)
+    assert not failed
+    env = jinja2.Environment()
+    for expression in check["ansible.builtin.assert"]["that"]:
+        assert env.compile_expression(expression)(**{task["register"]: result}), expression
+    assert sorted(os.listdir(tmp_path)) == sorted(["README"] + result["kept"])
+
+
+def test_every_example_uses_only_documented_options():
+    options = set(backup_rotate.argument_spec())
+    for task in documented_tasks():
+        args = task.get("keel.platform.backup_rotate")
+        if args:
+            assert set(args) <= options, task["name"]
+            assert set(args.get("s3") or {}) <= set(backup_rotate.S3_OPTIONS), task["name"]
+
+
+def test_fast_lastmodified_parser_agrees_with_botocore():
+    from botocore.utils import parse_timestamp
+
+    for text in ("2026-11-01T00:00:00.000Z", "2026-11-01T23:59:59Z", "2026-03-29T01:30:00.123+02:00", "Sun, 01 Nov 2026 00:00:00 GMT"):
+        assert backup_rotate.iso_timestamp(text) == parse_timestamp(text)
