@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import itertools
 import os
 import re
 import shutil
@@ -94,10 +95,11 @@ class LocalStore(object):
     def delete(self, names, sizes=None):
         """Delete ``names`` (``sizes``: their sizes, in the same order); return a :class:`DeleteReport`.
 
-        On a failure raise StorageError whose ``report`` says what was deleted before it.
+        ``names`` and ``sizes`` may be any iterables. On a failure raise StorageError whose
+        ``report`` says what was deleted before it.
         """
         report = DeleteReport()
-        for position, name in enumerate(names):
+        for name, size in zip(names, sizes if sizes is not None else itertools.repeat(0)):
             target = os.path.join(self.path, name)
             self.requests["delete"] += 1
             try:
@@ -110,7 +112,7 @@ class LocalStore(object):
                 error = StorageError("cannot delete %s: %s" % (target, exc))
                 error.report = report
                 raise error
-            report.add(name, sizes[position] if sizes is not None else 0)
+            report.add(name, size)
         return report
 
 
@@ -274,23 +276,27 @@ class S3Store(object):
         raise error
 
     def _delete_current(self, names, sizes, report):
-        names = names if isinstance(names, list) else list(names)
-        for start in range(0, len(names), S3_DELETE_BATCH):
-            batch = names[start:start + S3_DELETE_BATCH]
+        # Iterables, taken 1000 at a time: a million names are never copied into one more list.
+        pairs = zip(names, sizes if sizes is not None else itertools.repeat(0))
+        while True:
+            chunk = list(itertools.islice(pairs, S3_DELETE_BATCH))
+            if not chunk:
+                return
+            batch = [name for name, _size in chunk]
             # Not quiet: each deleted key says whether only a delete marker was added.
             response = self._request([{"Key": self.prefix + n} for n in batch], False, report, batch)
             failed = {}
             for e in response.get("Errors") or ():
                 failed[e.get("Key", "")[len(self.prefix):]] = "%s: %s" % (e.get("Code"), e.get("Message"))
             markers = set(d.get("Key", "")[len(self.prefix):] for d in response.get("Deleted") or () if d.get("DeleteMarker"))
-            for position, name in enumerate(batch, start):
+            for name, size in chunk:
                 if name in failed:
                     report.failed.append({"name": name, "error": failed[name]})
                 elif name in markers:
                     report.add(name, 0)
                     report.markers += 1
                 else:
-                    report.add(name, sizes[position] if sizes is not None else 0)
+                    report.add(name, size)
             if failed:
                 self._fail_batch(report, len(batch))
 

@@ -536,7 +536,7 @@ def main():
 
     decision = plan_arrays(found.names, found.times, policy, now=datetime.datetime.now(datetime.timezone.utc), tz=tz)
     names, sizes, keep = found.names, found.sizes, decision["keep"]
-    to_delete = [i for i in decision["order"] if i not in keep]
+    to_delete = array.array("l", (i for i in decision["order"] if i not in keep))
     # In a versioned bucket a plain delete adds a delete marker and frees nothing.
     markers_only = is_s3 and params["s3_versions"] == "markers" and status in ("Enabled", "Suspended")
     counts = dict(decision["counts"], total=len(names), kept=len(keep), deleted=len(to_delete))
@@ -567,8 +567,9 @@ def main():
 
     report = None
     if to_delete and not module.check_mode:
-        delete_names = [names[i] for i in to_delete]
-        delete_sizes = array.array("q", (sizes[i] for i in to_delete))
+        # Generators: a million names are not copied into another list.
+        delete_names = (names[i] for i in to_delete)
+        delete_sizes = (sizes[i] for i in to_delete)
         try:
             report = store.delete(delete_names, delete_sizes)
         except StorageError as exc:
