@@ -112,6 +112,7 @@ class Runner(object):
         self.sleep = sleep or time.sleep
         self.engine = None
         self.templates = []
+        self.discarded_ports = set()
         self.result = dict(changed=False, rolled_back=False, generation=0, endpoints=[], retired=[], retire_pending=[],
                            pruned_images=[], discarded=[])
 
@@ -355,11 +356,13 @@ class Runner(object):
         except (CheckConfigError, rollout.TemplateError) as exc:
             self.fail("health gate: %s. Nothing was started." % exc)
         busy = rollout_host.ports_in_use(p["host_ip"], [h for m in members for h in m["ports"].values()])
+        if self.check_mode:  # a real run removes the leftovers it discards first, freeing their ports
+            busy = [port for port in busy if port not in self.discarded_ports]
         if busy:
             self.fail("host port(s) %s on %s are in use by something other than %s's containers (slot %d, generation %d); "
                       "nothing was started." % (", ".join(map(str, busy)), p["host_ip"], p["service"], slot, generation))
         owner = None
-        if p["secrets"]:
+        if p["secrets"] and (p["user"] or image is not None):  # in check mode the image may not be pulled yet
             owner = rollout_host.numeric_user(p["user"] or image["user"])
             if owner is None:
                 self.fail("secrets are files owned by the container's user, and user %r is not numeric: set user: UID:GID. "
@@ -545,6 +548,7 @@ class Runner(object):
             return
         self.result.update(changed=True, discarded=plan["discard"])
         if self.check_mode:
+            self.discarded_ports = set(port for n in plan["discard"] for port in names[n]["ports"].values())
             return
         leftovers = [names.pop(n) for n in plan["discard"]]
         for number in sorted(set(rollout.generation_of(c) for c in leftovers)):

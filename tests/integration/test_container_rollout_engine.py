@@ -169,6 +169,7 @@ def start_child(module_args):
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child.stdin.write(json.dumps(module_args))
     child.stdin.close()
+    child.stdin = None  # written and closed: communicate() must not flush it again
     return child
 
 
@@ -454,3 +455,23 @@ def test_no_secret_in_anything_the_run_prints(images, service, port_base, tmp_pa
 
     attrs = json.dumps(docker.from_env().containers.get("%s-g1-0" % SERVICE).attrs)
     assert secrets["file"] not in attrs and secrets["check"] not in attrs
+
+
+def test_two_runs_at_once_the_second_waits_or_fails_and_never_touches_the_first(run_module, images, service, port_base):
+    first = start_child(slow_gate(images["1"], port_base, 5))
+    try:
+        wait_for(lambda: running("%s-g1-0-pending" % SERVICE), what="the first run's container")
+        failed, second = run_module(container_rollout.main, slow_gate(images["2"], port_base, 0, lock_timeout=1))
+        assert failed and "another container_rollout run holds" in second["msg"] and "Nothing was changed." in second["msg"]
+        assert containers() == ["%s-g1-0-pending" % SERVICE]
+        # With time to wait, the same run as the first waits for it and then finds nothing to do.
+        started = time.monotonic()
+        failed, third = run_module(container_rollout.main, slow_gate(images["1"], port_base, 5, lock_timeout=60))
+        assert not failed and not third["changed"] and time.monotonic() - started > 1, third
+        out, err = first.communicate(timeout=60)
+        result = json.loads(out)
+        assert not result.get("failed"), (result.get("msg"), err)
+        assert result["generation"] == 1 and containers() == ["%s-g1-0" % SERVICE]
+    finally:
+        first.kill()
+        first.wait()

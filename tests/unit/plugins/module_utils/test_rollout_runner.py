@@ -440,3 +440,22 @@ def test_interrupted_by_a_signal_during_the_gate_removes_the_new_generation(api,
     gate.append(rollout_runner.Interrupted("signal 15"))
     exc = fails(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
     assert exc.result["rolled_back"] is True and api.names() == ["shop-g1-0"]
+
+
+def test_check_mode_with_a_leftover_on_the_new_slot_and_an_image_to_pull(api, params, gate, monkeypatch):
+    run(params, replicas=1, user="1000:1000", secrets={"k": "v"})
+    start_then_die(api, params, monkeypatch, replicas=1, image="registry.test:5000/shop:2")
+    # The leftover's port 18001 is busy until a real run removes it; check mode must not fail on it.
+    monkeypatch.setattr(rollout_host, "ports_in_use", lambda host_ip, ports: [p for p in ports if p == 18001])
+    api.publish("registry.test:5000/shop:3", "v3")
+    before = len(api.calls)
+    planned = run(params, replicas=1, image="registry.test:5000/shop:3", secrets={"k": "v"}, check_mode=True)
+    assert planned["changed"] and planned["discarded"] == ["shop-g2-0-pending"] and planned["image_id"] is None
+    assert [e["ports"] for e in planned["endpoints"]] == [{"8000": 18001}]
+    assert api.names() == ["shop-g1-0", "shop-g2-0-pending"]
+    assert not [c for c in api.calls[before:] if c[0] in ("pull", "create_container", "remove_container", "rename", "login")]
+    # The real run: the leftover goes first, then its port is free for generation 3.
+    monkeypatch.setattr(rollout_host, "ports_in_use", lambda host_ip, ports: [p for p in ports if p == 18001 and any(
+        c["Name"] == "shop-g2-0-pending" for c in api.store.values())])
+    result = run(params, replicas=1, image="registry.test:5000/shop:3", secrets={"k": "v"})
+    assert result["generation"] == 3 and api.names() == ["shop-g3-0"]
