@@ -4,6 +4,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -475,3 +476,21 @@ def test_two_runs_at_once_the_second_waits_or_fails_and_never_touches_the_first(
     finally:
         first.kill()
         first.wait()
+
+
+def test_a_run_told_to_stop_during_the_gate_removes_what_it_started(run_module, images, service, port_base):
+    failed, first = run_module(container_rollout.main, slow_gate(images["1"], port_base, 0))
+    assert not failed, first.get("msg")
+    child = start_child(slow_gate(images["2"], port_base, 20))
+    try:
+        wait_for(lambda: running("%s-g2-0-pending" % SERVICE), what="the new container to run under its -pending name")
+        time.sleep(1)
+        child.send_signal(signal.SIGTERM)  # what a task timeout or a stopped controller sends
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    result = json.loads(out)
+    assert result["failed"] and result["rolled_back"] is True and "Traceback" not in out + err
+    assert "gating generation 2 stopped (Interrupted: signal 15)" in result["msg"]
+    assert containers() == ["%s-g1-0" % SERVICE] and version_at(first["endpoints"][0]) == "1"

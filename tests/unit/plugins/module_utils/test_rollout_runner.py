@@ -459,3 +459,11 @@ def test_check_mode_with_a_leftover_on_the_new_slot_and_an_image_to_pull(api, pa
         c["Name"] == "shop-g2-0-pending" for c in api.store.values())])
     result = run(params, replicas=1, image="registry.test:5000/shop:3", secrets={"k": "v"})
     assert result["generation"] == 3 and api.names() == ["shop-g3-0"]
+
+
+def test_a_failed_gate_record_removes_the_generation_it_could_not_record(api, params, gate):
+    run(params, replicas=1)
+    api.faults["rename"] = lambda cid, name: api_error(500, "rename refused")
+    exc = fails(params, replicas=1, image="registry.test:5000/shop:2")
+    assert "generation 2 passed its gate, but recording that failed" in exc.msg and "it was removed" in exc.msg
+    assert exc.result["rolled_back"] is True and api.names() == ["shop-g1-0"]
