@@ -201,8 +201,8 @@ options:
     description:
       - Seconds the gate may take in all; a bound on the wall clock.
       - The checks of one round run at the same time, each given at most the time left; a check
-        that has not answered by then fails and the gate returns. No round starts after the
-        timeout.
+        that has not answered by then fails and the gate returns. No round starts with less
+        than a tenth of the timeout (at most 1 second) left.
     type: float
     default: 60.0
 requirements:

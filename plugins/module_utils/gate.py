@@ -10,7 +10,8 @@
   wall clock however many checks are slow.
 * The gate opens after ``success_threshold`` consecutive passing rounds.
 * It gives up after ``failure_threshold`` consecutive failing rounds (0: never early), or when
-  another round could not start before ``timeout`` seconds.
+  another round would start with less than ``min_round(timeout)`` seconds left (a round
+  squeezed into the last instant would only report "no answer" instead of what is wrong).
 
 The clock and sleep are injectable so the semantics are unit-tested without waiting.
 """
@@ -59,6 +60,11 @@ def percentile(values, fraction):
     ordered = sorted(values)
     rank = max(1, int(-(-fraction * len(ordered) // 1)))  # ceil without math import
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def min_round(timeout):
+    """The least time a round starts with: a tenth of the timeout, at most one second."""
+    return min(1.0, timeout * 0.1)
 
 
 def validate(success_threshold, failure_threshold, interval, timeout):
@@ -156,8 +162,11 @@ def run(checks, success_threshold=1, failure_threshold=0, interval=2.0, timeout=
         for outcome, stat in zip(outcomes, stats):
             if outcome is None:
                 timed_out = True
-                outcome = Outcome(False, error="no answer within the %.1fs left before the gate's timeout" % budget,
-                                  latency_ms=budget * 1000.0)
+                error = "no answer within the %.1fs left before the gate's timeout" % budget
+                if stat["last_error"]:
+                    error += "; the failure before: %s" % stat["last_error"]
+                # What the check last saw stays its last value.
+                outcome = Outcome(False, value=stat["last_value"], error=error, latency_ms=budget * 1000.0)
             if outcome.skipped:
                 stat["skipped"] = True
                 stat["last_ok"] = True
@@ -183,7 +192,7 @@ def run(checks, success_threshold=1, failure_threshold=0, interval=2.0, timeout=
             if failure_threshold and failing_rounds >= failure_threshold:
                 reason = "%d consecutive failing round(s) (failure_threshold)" % failing_rounds
                 break
-        if timed_out or clock() + interval >= deadline:
+        if timed_out or clock() + interval + min_round(timeout) > deadline:
             reason = "timeout of %ss reached" % timeout
             break
         sleep(interval)

@@ -172,3 +172,27 @@ def test_values_and_errors_are_bounded():
     assert not healthy and len(check["last_value"]) == gate.RESULT_LIMIT and len(check["last_error"]) == gate.RESULT_LIMIT
     assert check["last_error"].endswith("more characters]")
     assert len(gate.failure_message(report)) < 3 * gate.RESULT_LIMIT
+
+
+def test_a_check_cut_off_by_the_timeout_keeps_what_it_saw_before():
+    calls = {"n": 0}
+
+    def flaky(budget=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return Outcome(False, value="HTTP 503", error="status 503")
+        time.sleep(5)
+        return Outcome(True)
+
+    healthy, report = gate.run([("api", "http", flaky)], interval=0.1, timeout=0.6)
+    check = report["checks"][0]
+    assert not healthy and report["rounds"] == 2
+    assert check["last_error"].startswith("no answer within the 0.") and check["last_error"].endswith("; the failure before: status 503")
+    assert check["last_value"] == "HTTP 503"
+
+
+def test_no_round_starts_in_the_last_tenth_of_the_timeout():
+    ft = FakeTime()
+    healthy, report = run([("a", "tcp", scripted([False]))], ft, interval=0.95, timeout=10)
+    # Rounds at 0, 0.95, ... 8.55; one at 9.5 would have half a second of ten: not started.
+    assert not healthy and report["rounds"] == 10 and abs(ft.now - 8.55) < 1e-9
