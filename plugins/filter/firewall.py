@@ -11,6 +11,7 @@ comments cannot carry nft syntax, booleans are booleans, CIDRs are networks.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ansible.errors import AnsibleFilterError
@@ -191,6 +192,57 @@ def merged_rules(sources, groups, hostvars, peers=None):
     return [r for r in merged.values() if r["state"] == "present"]
 
 
+def _port_segments(rules):
+    """Elementary port intervals of ``rules`` with the rules covering each: ``[(low, high, [rules])]``."""
+    bounds = set()
+    spans = []
+    for rule in rules:
+        for text in rule["ports"]:
+            low, _sep, high = text.partition("-")
+            low, high = int(low), int(high or low)
+            spans.append((low, high, rule))
+            bounds.update((low, high + 1))
+    points = sorted(bounds)
+    out = []
+    for low, nxt in zip(points, points[1:]):
+        covering = [r for a, b, r in spans if a <= low and nxt - 1 <= b]
+        if covering:
+            out.append((low, nxt - 1, covering))
+    return out
+
+
+def firewall_exposure(inventory_rules, owner_rules, ssh_port):
+    """Refuse what only the whole ruleset shows; returns True when it is acceptable.
+
+    Rules are checked one by one as they are normalised; this looks at all of them together
+    (every level and every owner): sources of several rules that add up to everyone on one
+    port (``0.0.0.0/1`` in one rule, ``128.0.0.0/1`` in another), and a ``to: host`` rule on
+    the SSH port, which only ``firewall_admin_networks`` opens.
+    """
+    everything = [("firewall_rules", r) for r in inventory_rules or []]
+    for owner, rules in (owner_rules or {}).items():
+        everything.extend(("firewall_dependent_rules.%s" % owner, r) for r in rules)
+    for _var, rule in everything:
+        if rule["to"] == "host" and rule["proto"] == "tcp":
+            for text in rule["ports"]:
+                low, _sep, high = text.partition("-")
+                if int(low) <= int(ssh_port) <= int(high or low):
+                    raise AnsibleFilterError("rule %r of %s opens port %s, the SSH port: SSH is opened by"
+                                             " firewall_admin_networks only" % (rule["name"], _var, ssh_port))
+    for proto in ("tcp", "udp"):
+        for to in ("host", "containers"):
+            chain = [r for _v, r in everything if r["proto"] == proto and r["to"] == to and not r["from_any"]]
+            for low, high, covering in _port_segments(chain):
+                if len(covering) < 2:
+                    continue
+                sources = [ipaddress.ip_network(a) for r in covering for a in r["v4"] + r["v6"]]
+                try:
+                    split_families(sources, "ports %d-%d/%s" % (low, high, proto))
+                except AddressError as exc:
+                    raise AnsibleFilterError("rules %s: %s" % (", ".join(repr(r["name"]) for r in covering), exc))
+    return True
+
+
 def dependent_rules(owners, groups, hostvars, var_name="firewall_dependent_rules"):
     """Normalise ``{owner: [rules]}`` as declared by other roles; owners become fragment names."""
     if owners is None:
@@ -275,4 +327,5 @@ class FilterModule(object):
             "nft_fragment": nft_fragment,
             "nft_fragments": nft_fragments,
             "inventory_addresses": inventory_addresses,
+            "firewall_exposure": firewall_exposure,
         }

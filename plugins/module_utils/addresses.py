@@ -14,7 +14,10 @@ import ipaddress
 import re
 
 # ASCII digits only: str.isdigit() also accepts '²' and Arabic-Indic digits, which int() reads.
-PORT_RE = re.compile(r"[0-9]{1,5}")
+PORT_RE = re.compile(r"[1-9][0-9]{0,4}")
+# The widest source a person can mean short of everyone (a leading zero in a port, "0443",
+# is refused too: unquoted in YAML it is an octal number, port 291).
+MIN_PREFIX = {4: 8, 6: 7}
 
 
 class AddressError(ValueError):
@@ -62,6 +65,11 @@ def parse_cidr(value, where):
             )
     if network.prefixlen == 0:
         raise AddressError("%s: %r means every address; open a port to everyone with from_any: true instead" % (where, value))
+    floor = MIN_PREFIX[network.version]
+    if network.prefixlen < floor:
+        # 2000::/3 is every global IPv6 source: "nearly everyone" is said with from_any too.
+        raise AddressError("%s: %r is wider than /%d; open a port to everyone with from_any: true instead"
+                           % (where, value, floor))
     return network
 
 

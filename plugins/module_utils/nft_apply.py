@@ -124,6 +124,13 @@ def present(module):
 
     _check_whole(module, text)
 
+    # One confirmation at a time: a second run arming (or changing) while the first waits for
+    # its confirmation would save the unconfirmed ruleset as "previous", or be undone by the
+    # first one's revert. Nothing changes until that one is confirmed or reverted.
+    if _timer_active(module):
+        raise RulesetError("a ruleset loaded by another run awaits confirmation (%s.timer is active): confirm it"
+                           " (state=confirmed) or let it revert, then run again; nothing was changed" % REVERT_UNIT)
+
     listing = _running_listing(module)
     was_running = running_id(listing)
     written = file_before != text
@@ -165,8 +172,9 @@ def confirmed(module):
     pending = _timer_active(module)
     result = dict(changed=pending, ruleset_id=expected, running_id=now, revert_armed=pending)
     if now != expected:
-        module.fail_json(msg="ruleset %s is not the one running (%s): it was reverted (not confirmed in time), or changed by hand"
-                         % (expected, now), **result)
+        module.fail_json(msg="ruleset %s is not the one running (%s): %s"
+                         % (expected, now, "another run changed it (its revert is still armed)" if pending
+                            else "it was reverted (not confirmed in time), or changed by hand"), **result)
     if pending and not module.check_mode:
         _stop_timer(module)
         result["revert_armed"] = False

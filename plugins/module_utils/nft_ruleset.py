@@ -50,8 +50,10 @@ def merge_fragments(current, updates):
     """Fragments after this run: ``updates`` replace owners' texts; an empty text removes it."""
     merged = dict(current)
     for owner, text in updates.items():
-        if not OWNER_RE.fullmatch(owner):
-            raise RulesetError("fragment owner %r: lower-case letters, digits, '-' or '_', at most 32" % owner)
+        if not isinstance(owner, str) or not OWNER_RE.fullmatch(owner):
+            raise RulesetError("fragment owner %r: lower-case letters, digits, '-' or '_', at most 32" % (owner,))
+        if text is not None and not isinstance(text, str):
+            raise RulesetError("fragment of %s: expected nft text, got %r" % (owner, text))
         if text:
             merged[owner] = text if text.endswith("\n") else text + "\n"
         else:

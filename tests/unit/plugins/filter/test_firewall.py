@@ -36,7 +36,7 @@ def rules(value, var="firewall_rules"):
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "networks", "covered_by", "firewall_rules", "merged_rules", "dependent_rules",
-        "nft_fragment", "nft_fragments", "inventory_addresses",
+        "nft_fragment", "nft_fragments", "inventory_addresses", "firewall_exposure",
     }
 
 
@@ -231,9 +231,9 @@ def test_inventory_addresses_skips_hosts_without_an_address():
 
 @pytest.mark.parametrize("halves", [["0.0.0.0/1", "128.0.0.0/1"], ["::/1", "8000::/1"]])
 def test_halves_that_merge_into_everyone_are_refused(halves):
-    with pytest.raises(AnsibleFilterError, match="cover every IPv[46] address.*from_any"):
+    with pytest.raises(AnsibleFilterError, match="(cover every IPv[46] address|is wider than).*from_any"):
         rules([{"name": "web", "ports": [80], "from_cidrs": halves}])
-    with pytest.raises(AnsibleFilterError, match="firewall_admin_networks: together these networks cover every"):
+    with pytest.raises(AnsibleFilterError, match="firewall_admin_networks.*(together these networks cover every|is wider than)"):
         networks(halves, "firewall_admin_networks")
 
 
@@ -280,3 +280,40 @@ def test_host_addresses_must_be_single_addresses(value, message):
     groups = dict(GROUPS, odd=["odd"])
     with pytest.raises(AnsibleFilterError, match=message):
         firewall_rules([{"name": "web", "ports": [80], "from_groups": ["odd"]}], groups, hostvars)
+
+
+# Found by the second review: what only the rules together, or the template, show.
+
+def test_sources_of_several_rules_adding_up_to_everyone_are_refused():
+    from ansible_collections.keel.platform.plugins.filter.firewall import firewall_exposure
+    hostvars = dict(HOSTVARS)
+    nets = ["%d.0.0.0/8" % i for i in range(256)]
+    half = [{"name": "a%d" % i, "ports": [80], "from_cidrs": nets[i * 128:(i + 1) * 128]} for i in range(2)]
+    merged = rules(half)
+    with pytest.raises(AnsibleFilterError, match="'a0', 'a1'.*cover every IPv4"):
+        firewall_exposure(merged, {}, 22)
+    # The same networks on different ports open no port to everyone.
+    half[1]["ports"] = [81]
+    assert firewall_exposure(rules(half), {}, 22) is True
+    del hostvars
+
+
+@pytest.mark.parametrize("ports", [[22], ["1-65535"], ["20-30"]])
+def test_a_host_rule_on_the_ssh_port_is_refused(ports):
+    from ansible_collections.keel.platform.plugins.filter.firewall import firewall_exposure
+    with pytest.raises(AnsibleFilterError, match="the SSH port"):
+        firewall_exposure(rules([{"name": "wide", "ports": ports, "from_any": True}]), {}, 22)
+    assert firewall_exposure(rules([{"name": "wide", "ports": ports, "from_any": True, "proto": "udp"}]), {}, 22)
+    with pytest.raises(AnsibleFilterError, match="firewall_dependent_rules.redis"):
+        firewall_exposure([], {"redis": rules([{"name": "r", "ports": ports, "from_groups": ["app"]}])}, 22)
+
+
+@pytest.mark.parametrize("cidr", ["2000::/3", "0.0.0.0/4", "128.0.0.0/7", "::/6"])
+def test_nearly_everyone_is_said_with_from_any(cidr):
+    with pytest.raises(AnsibleFilterError, match="is wider than"):
+        rules([{"name": "web", "ports": [80], "from_cidrs": [cidr]}])
+
+
+def test_a_leading_zero_port_is_refused():
+    with pytest.raises(AnsibleFilterError, match="is not a port number"):
+        rules([{"name": "web", "ports": ["0443"], "from_any": True}])

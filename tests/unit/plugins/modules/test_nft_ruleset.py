@@ -190,3 +190,24 @@ def test_the_revert_script_reports_a_failed_restore(run_module, host):
     run_module(nft_ruleset.main, args(host, fragments={"inventory": "# new\n"}, confirm_timeout=30))
     revert = (host / "var" / "revert.sh").read_text()
     assert "if /usr/sbin/nft -f" in revert and "exit 1" in revert
+
+
+def test_a_second_run_waits_for_the_first_ones_confirmation(run_module, host):
+    run_module(nft_ruleset.main, args(host, fragments={"inventory": "# old\n"}))
+    failed, armed = run_module(nft_ruleset.main, args(host, fragments={"inventory": "# new\n"}, confirm_timeout=30))
+    assert not failed and armed["revert_armed"]
+    on_disk = (host / "etc" / "nftables.conf").read_text()
+    failed, second = run_module(nft_ruleset.main, args(host, fragments={"redis": "# redis\n"}))
+    assert failed and "awaits confirmation" in second["msg"]
+    assert (host / "etc" / "nftables.conf").read_text() == on_disk == running(host)
+    assert "# old" in (host / "var" / "previous" / "running.nft").read_text()
+    confirm = dict(state="confirmed", ruleset_id=armed["ruleset_id"], path=str(host / "etc" / "nftables.conf"))
+    failed, done = run_module(nft_ruleset.main, confirm)
+    assert not failed
+    failed, second = run_module(nft_ruleset.main, args(host, fragments={"redis": "# redis\n"}))
+    assert not failed and second["fragments_changed"] == ["redis"]
+
+
+def test_a_fragment_that_is_not_text_is_refused(run_module, host):
+    failed, result = run_module(nft_ruleset.main, args(host, fragments={"redis": 5}))
+    assert failed and "expected nft text" in result["msg"]
