@@ -509,7 +509,6 @@ def _redis_call(sock, reader, *args):
     raise RedisError("unexpected reply %r" % line[:40])
 
 
-
 def redis_check(opts):
     """PING (after AUTH), then the replication role and, for replicas, the master link."""
     def run(budget=None):

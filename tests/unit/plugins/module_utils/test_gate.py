@@ -158,7 +158,9 @@ def test_checks_of_a_round_run_at_once_each_given_the_time_left():
 
 
 def test_a_skipped_check_neither_passes_nor_fails_the_round():
-    skipped = lambda budget=None: Outcome(True, value="not run in check mode", skipped=True)  # noqa: E731
+    def skipped(budget=None):
+        return Outcome(True, value="not run in check mode", skipped=True)
+
     healthy, report = run([("cmd", "command", skipped), ("a", "tcp", scripted([True]))], FakeTime(), interval=1, timeout=10)
     assert healthy
     assert report["checks"][0]["status"] == "skipped" and report["checks"][0]["attempts"] == 0
@@ -166,7 +168,9 @@ def test_a_skipped_check_neither_passes_nor_fails_the_round():
 
 
 def test_values_and_errors_are_bounded():
-    huge = lambda: Outcome(False, value="v" * 100000, error="e" * 100000)  # noqa: E731
+    def huge():
+        return Outcome(False, value="v" * 100000, error="e" * 100000)
+
     healthy, report = run([("big", "http", huge)], FakeTime(), interval=1, timeout=1.5)
     check = report["checks"][0]
     assert not healthy and len(check["last_value"]) == gate.RESULT_LIMIT and len(check["last_error"]) == gate.RESULT_LIMIT
