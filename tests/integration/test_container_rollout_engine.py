@@ -494,3 +494,38 @@ def test_a_run_told_to_stop_during_the_gate_removes_what_it_started(run_module, 
     assert result["failed"] and result["rolled_back"] is True and "Traceback" not in out + err
     assert "gating generation 2 stopped (Interrupted: signal 15)" in result["msg"]
     assert containers() == ["%s-g1-0" % SERVICE] and version_at(first["endpoints"][0]) == "1"
+
+
+def test_check_mode_with_pull_always_sees_a_moved_tag(run_module, images, registry, service, port_base):
+    import docker
+
+    client = docker.from_env()
+    auth = dict(username=REGISTRY_USER, password=REGISTRY_PASSWORD)
+    ref = "%s:live" % registry["repository"]
+
+    def push(version):
+        client.images.get(images[version]).tag(registry["repository"], "live")
+        errors = [e for e in client.images.push(registry["repository"], tag="live", auth_config=auth, stream=True, decode=True) if e.get("error")]
+        assert not errors, errors
+
+    try:
+        push("1")
+        client.images.remove(ref)  # the run pulls it
+        failed, first = run_module(container_rollout.main, args(ref, port_base, replicas=1, pull="always", registry_auth=auth))
+        assert not failed, first.get("msg")
+        failed, planned = run_module(container_rollout.main, dict(args(ref, port_base, replicas=1, pull="always", registry_auth=auth),
+                                                                  _ansible_check_mode=True))
+        assert not failed and not planned["changed"]
+        push("2")  # the tag moves in the registry (and locally, as a push leaves it)
+        client.images.get(images["1"]).tag(registry["repository"], "live")  # locally it still names version 1
+        failed, planned = run_module(container_rollout.main, dict(args(ref, port_base, replicas=1, pull="always", registry_auth=auth),
+                                                                  _ansible_check_mode=True))
+        assert not failed and planned["changed"] and planned["image_id"] is None, planned
+        assert client.images.get(ref).id == client.images.get(images["1"]).id  # check mode pulled nothing
+        failed, second = run_module(container_rollout.main, args(ref, port_base, replicas=1, pull="always", registry_auth=auth))
+        assert not failed and second["image_id"] == client.images.get(images["2"]).id and version_at(second["endpoints"][0]) == "2"
+    finally:
+        try:
+            client.images.remove(ref)
+        except docker.errors.ImageNotFound:
+            pass
