@@ -43,6 +43,13 @@ PATTERN = r"db-(?P<ts>\d{8}T\d{6}Z)\.tar$"
 FORMAT = "%Y%m%dT%H%M%SZ"
 STEP = datetime.timedelta(minutes=5)
 END = datetime.datetime(2026, 11, 1)
+# Runs the module and writes its peak RSS (KiB, ru_maxrss from wait4) and exit code to argv[1].
+LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "proc = subprocess.Popen(sys.argv[2:])\n"
+    "_pid, status, usage = os.wait4(proc.pid, 0)\n"
+    "open(sys.argv[1], 'w').write('%d %d' % (usage.ru_maxrss, os.waitstatus_to_exitcode(status)))\n"
+)
 DEFAULT = ["seaweedfs:100000:summary", "fake-http:100000:full", "fake-http:100000:summary", "fake-http:1000000:summary"]
 
 
@@ -73,23 +80,25 @@ def run_module(endpoint, prefix, output):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "collections"))
-    with tempfile.TemporaryFile() as out:
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, MODULE, handle.name], stdout=out, stderr=subprocess.STDOUT, env=env)
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        # Through a small launcher: Linux keeps a process's peak RSS across exec, so a module
+        # started straight from this (large) process would report this process's size.
+        subprocess.run([sys.executable, "-c", LAUNCHER, rss_file.name, sys.executable, MODULE, handle.name],
+                       stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        maxrss_kib, returncode = (int(v) for v in rss_file.read().split())
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     os.unlink(handle.name)
     try:
         result = json.loads(text)
     except ValueError:
-        raise RuntimeError("module output is not JSON (exit %d):\n%s" % (proc.returncode, text[-3000:]))
+        raise RuntimeError("module output is not JSON (exit %d):\n%s" % (returncode, text[-3000:]))
     if result.get("failed"):
         raise RuntimeError(result.get("msg"))
     result["_output_bytes"] = len(text)
-    return wall, usage.ru_maxrss * 1024, result
+    return wall, maxrss_kib * 1024, result
 
 
 HEADER = "%-10s %9s  %-8s %8s %9s %7s %9s %10s %9s %10s" % (
@@ -136,7 +145,7 @@ def main():
             weed.__exit__(None, None, None)
 
     print()
-    print("backup_rotate, module in its own process; peak RSS = ru_maxrss of that process (os.wait4); "
+    print("backup_rotate, module in its own process; peak RSS = ru_maxrss of that process (os.wait4 in a small launcher); "
           "policy %s; requests = versioning + list + delete" % json.dumps(POLICY))
     print("fake-http = HTTP S3 endpoint over a generated key space (tests/support/fake_s3.py), parsed by boto3; "
           "seaweedfs = real SeaweedFS on loopback")

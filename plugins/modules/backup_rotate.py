@@ -292,6 +292,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.keel.platform.plugins.module_utils.backup_storage import (
     DeleteReport,
     LocalStore,
+    Names,
     S3Store,
     StorageError,
     compile_pattern,
@@ -420,12 +421,13 @@ def resolve_timezone(module):
 class Artifacts(object):
     """The listing, held compactly: parallel names, times (POSIX seconds) and sizes.
 
-    A million artifacts cost their names plus 16 bytes each, not a tuple and a datetime each.
+    A million artifacts cost their names' bytes plus 24 bytes each, not a tuple, a str and a
+    datetime each.
     Names whose time cannot be read are counted (and kept in full only with output=full).
     """
 
     def __init__(self, keep_unmatched):
-        self.names = []
+        self.names = Names()
         self.times = array.array("d")
         self.sizes = array.array("q")
         self.unmatched = [] if keep_unmatched else None
@@ -571,7 +573,7 @@ def main():
         delete_names = (names[i] for i in to_delete)
         delete_sizes = (sizes[i] for i in to_delete)
         try:
-            report = store.delete(delete_names, delete_sizes)
+            report = store.delete(delete_names, delete_sizes, record_names=False)
         except StorageError as exc:
             report = getattr(exc, "report", None) or DeleteReport()
             finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full,
@@ -592,15 +594,15 @@ def finish(module, store, result, found, decision, to_delete, report, planned_by
         if is_s3 and params["s3_versions"] == "markers" and status in ("Enabled", "Suspended"):
             markers = len(to_delete)
     else:
-        really = set(report.deleted) if error else None
         result["bytes_freed"] = report.bytes_freed
         markers, versions_deleted = report.markers, report.versions_deleted
         if error:
-            gone = [i for i in to_delete if found.names[i] in really]
+            # What was really deleted: the positions (in to_delete) the store reports.
+            gone = array.array("l", (to_delete[p] for p in report.positions))
             result["changed"] = bool(gone)
             result["counts"]["deleted"] = len(gone)
             if full:
-                result["deleted"] = list(report.deleted)
+                result["deleted"] = [found.names[i] for i in gone]
             # Not "failed": Ansible's own failed flag would overwrite it.
             result["not_deleted_count"] = len(report.failed)
             result["not_deleted"] = report.failed if full else report.failed[:FAILED_SHOWN]

@@ -470,3 +470,22 @@ def test_fast_lastmodified_parser_agrees_with_botocore():
 
     for text in ("2026-11-01T00:00:00.000Z", "2026-11-01T23:59:59Z", "2026-03-29T01:30:00.123+02:00", "Sun, 01 Nov 2026 00:00:00 GMT"):
         assert backup_rotate.iso_timestamp(text) == parse_timestamp(text)
+
+
+def test_names_buffer_behaves_like_a_list_of_str():
+    names = backup_storage.Names()
+    items = ["db-1.tar", "", "ünïcode-✓", "raw-\udcff-bytes", "z"]
+    for item in items:
+        names.append(item)
+    assert len(names) == 5 and list(names) == items and names[-1] == "z" and names[1:3] == items[1:3]
+    assert sorted(names) == sorted(items)
+
+
+def test_local_delete_failure_reports_what_was_deleted_before(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).write_text(name)
+    store = backup_storage.LocalStore(str(tmp_path))
+    with pytest.raises(backup_storage.StorageError) as info:
+        store.delete(["a", "missing", "c"], [1, 2, 3])
+    assert info.value.deleted == ["a"] and list(info.value.report.positions) == [0] and info.value.report.bytes_freed == 1
+    assert info.value.failed[0]["name"] == "missing"
