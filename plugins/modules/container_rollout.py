@@ -46,7 +46,8 @@ notes:
     on (loopback for C(0.0.0.0)) and C({port}) the host port of the first of
     O(container_ports). These two are the only placeholders; every other brace is literal.
     O(checks[].port) may be given as the string C({port}). A check that uses C({port}) when no
-    port is published fails before any container starts.
+    port is published fails before any container starts. An IPv6 O(host_ip) is put in as it is,
+    so a URL needs brackets, as in C(http://[{host}]:{port}/health).
   - Each new container's own O(healthcheck), when set, is always part of the gate.
   - The module must run on the Docker host (the default O(docker_host)), because the lock, the
     secret files and the check that the new host ports are free are local to it.

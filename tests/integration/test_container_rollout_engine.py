@@ -36,6 +36,8 @@ def service():
 
     for c in client.containers.list(all=True, filters={"label": "keel.rollout.service=" + SERVICE}):
         c.remove(force=True)
+    # The secret files of generations removed here behind the module's back (it removes those it retires).
+    shutil.rmtree("/var/lib/keel/container-rollout/secrets/" + SERVICE, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
