@@ -99,6 +99,10 @@ options:
         and RV(bytes_freed) counts none of it. In a C(Suspended) bucket a plain delete also adds a marker; it removes
         the object's C(null) version if it has one (written while versioning was off or suspended) but never the
         versions written while it was on, so RV(bytes_freed) counts none of it there either (a lower bound).
+      - The bucket's versioning is read with GetBucketVersioning (permission C(s3:GetBucketVersioning)). If it cannot
+        be read, the run goes on with a warning and RV(versions.status) C(unknown); each deleted key's answer still
+        tells whether only a delete marker was added, so RV(bytes_freed) stays true after a real run (check mode then
+        counts every planned byte).
       - C(delete) lists every version and delete marker of each artifact to delete and deletes them all by version ID,
         which frees the space for good (RV(versions.versions_deleted)). Keys whose current version is already a delete
         marker are not artifacts and are left alone (RV(versions.hidden)).
