@@ -189,3 +189,15 @@ def test_no_log_secret_never_in_the_output_of_a_real_run(endpoint, versioned, tm
         result = json.loads(proc.stdout)
         assert result.get("warnings") or result.get("failed")
         assert secret not in proc.stdout + proc.stderr
+
+
+def test_names_with_offsets_across_the_autumn_dst_hour_on_s3(run_module, endpoint):
+    # Failed before: 02:30 CEST and 02:30 CET (2026-10-25, Europe/Berlin) were one hourly bucket.
+    client = s3_client(endpoint)
+    names = ["db-20261025T013000+0200.tar", "db-20261025T023000+0200.tar", "db-20261025T023000+0100.tar", "db-20261025T033000+0100.tar"]
+    put_many(client, BUCKET, ["dst/" + n for n in names])
+    module_args = args(endpoint, "dst/", keep_hourly=3, timezone="Europe/Berlin", name_pattern=r"db-(?P<ts>.*)\.tar$",
+                       name_time_format="%Y%m%dT%H%M%S%z")
+    failed, result = run_module(backup_rotate.main, module_args)
+    assert not failed and result["deleted"] == ["db-20261025T013000+0200.tar"]
+    assert listing(client, "dst/") == sorted("dst/" + n for n in names[1:])
