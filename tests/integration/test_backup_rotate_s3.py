@@ -201,3 +201,13 @@ def test_names_with_offsets_across_the_autumn_dst_hour_on_s3(run_module, endpoin
     failed, result = run_module(backup_rotate.main, module_args)
     assert not failed and result["deleted"] == ["db-20261025T013000+0200.tar"]
     assert listing(client, "dst/") == sorted("dst/" + n for n in names[1:])
+
+
+def test_delete_mode_on_an_unversioned_bucket(run_module, endpoint):
+    # s3_versions=delete must work where there are no versions (each object is its "null" version).
+    client = s3_client(endpoint)
+    put_many(client, BUCKET, keys_for_days("plain/", datetime.datetime(2026, 1, 1), 6))
+    failed, result = run_module(backup_rotate.main, args(endpoint, "plain/", keep_last=2, s3_versions="delete"))
+    assert not failed and len(result["deleted"]) == 4 and result["bytes_freed"] == 4 * len(b"backup")
+    assert result["versions"]["status"] == "Off" and result["versions"]["versions_deleted"] == 4
+    assert len(listing(client, "plain/")) == 2
