@@ -58,17 +58,44 @@ def postgresql_clients(clients, groups, hostvars, var_name="postgresql_clients")
 
 
 def postgresql_value(value):
-    """A postgresql.conf value: booleans as on/off, numbers bare, everything else quoted."""
+    """A postgresql.conf value: booleans as on/off, numbers bare, lists joined, text quoted.
+
+    ``None`` and mappings are refused: written as text they would pass ``postgres -C`` and
+    break later (``archive_command = 'None'`` archives nothing; a Python list in
+    ``shared_preload_libraries`` stops the server at its restart).
+    """
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (int, float)):
         return str(value)
+    if value is None or isinstance(value, dict):
+        raise AnsibleFilterError("postgresql_settings: %r is not a setting value (text, number, boolean or a list of names)" % (value,))
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, str) and v and "," not in v for v in value):
+            raise AnsibleFilterError("postgresql_settings: %r must be a list of names" % (value,))
+        value = ", ".join(value)
     text = str(value)
     if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
         return text
     if "\n" in text or "\r" in text:
         raise AnsibleFilterError("postgresql_settings: %r holds a line break" % (text,))
     return "'%s'" % text.replace("\\", "\\\\").replace("'", "''")
+
+
+def postgresql_pgpass_field(value):
+    """One field of a .pgpass line: ``\\`` and ``:`` escaped as libpq reads them."""
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise AnsibleFilterError("a .pgpass field cannot hold a line break")
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def postgresql_host_address(host, hostvars):
+    """The address other members connect to: the first of the host's addresses, parsed."""
+    try:
+        return str(host_addresses(host, hostvars[host], HOST_ADDRESSES_VAR)[0].network_address)
+    except (AddressError, KeyError) as exc:
+        raise AnsibleFilterError("postgresql: %s" % exc)
 
 
 def postgresql_cidr(address):
@@ -117,4 +144,6 @@ class FilterModule(object):
             "postgresql_cidr": postgresql_cidr,
             "postgresql_openings": postgresql_openings,
             "postgresql_dsn": postgresql_dsn,
+            "postgresql_pgpass_field": postgresql_pgpass_field,
+            "postgresql_host_address": postgresql_host_address,
         }

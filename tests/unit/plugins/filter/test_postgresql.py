@@ -6,7 +6,9 @@ from ansible_collections.keel.platform.plugins.filter.postgresql import (
     postgresql_cidr,
     postgresql_clients,
     postgresql_dsn,
+    postgresql_host_address,
     postgresql_openings,
+    postgresql_pgpass_field,
     postgresql_value,
 )
 
@@ -23,6 +25,7 @@ GROUPS = {"all": list(HOSTVARS), "app": ["app1", "app2"], "postgresql": ["pg1", 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "postgresql_clients", "postgresql_value", "postgresql_cidr", "postgresql_openings", "postgresql_dsn",
+        "postgresql_pgpass_field", "postgresql_host_address",
     }
 
 
@@ -75,3 +78,27 @@ def test_dsn_lists_every_member_and_asks_for_the_primary():
     assert "prefer-standby" in postgresql_dsn(["pg1"], HOSTVARS, session="prefer-standby")
     with pytest.raises(AnsibleFilterError, match="not a target_session_attrs"):
         postgresql_dsn(["pg1"], HOSTVARS, session="whatever")
+
+
+# Found by the review of the role.
+
+def test_pgpass_fields_escape_what_libpq_reads():
+    assert postgresql_pgpass_field("a:b\\c") == "a\\:b\\\\c"
+    with pytest.raises(AnsibleFilterError, match="line break"):
+        postgresql_pgpass_field("a\nb")
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}, ["a,b"], [1]])
+def test_values_that_would_break_the_server_later_are_refused(value):
+    with pytest.raises(AnsibleFilterError, match="postgresql_settings"):
+        postgresql_value(value)
+
+
+def test_lists_are_joined():
+    assert postgresql_value(["pg_stat_statements", "auto_explain"]) == "'pg_stat_statements, auto_explain'"
+
+
+def test_host_address_is_parsed_not_indexed():
+    hostvars = dict(HOSTVARS, odd={"ansible_host": "10.0.9.9", "firewall_host_addresses": "10.0.9.1"})
+    assert postgresql_host_address("odd", hostvars) == "10.0.9.1"
+    assert postgresql_host_address("pg6", HOSTVARS) == "fd00::26"
