@@ -29,7 +29,7 @@ from ansible_collections.keel.platform.plugins.module_utils import gate as gate_
 from ansible_collections.keel.platform.plugins.module_utils import rollout
 from ansible_collections.keel.platform.plugins.module_utils import rollout_host
 from ansible_collections.keel.platform.plugins.module_utils.docker_engine import EngineError
-from ansible_collections.keel.platform.plugins.module_utils.health_checks import CHECK_OPTIONS, CheckConfigError, build
+from ansible_collections.keel.platform.plugins.module_utils.health_checks import CHECK_OPTIONS, CheckConfigError, build, secret_values
 
 NOTHING_CHANGED = "Nothing was changed."
 # A check template's options: those of a health_gate check, except that ``port`` may also be
@@ -71,12 +71,19 @@ class raise_on_signals(object):
 
 
 def check_secret_values(checks):
-    """Values of the check options marked ``no_log`` (passwords), for the module to hide."""
+    """Every secret the check templates carry, for the module to hide: the options marked
+    ``no_log`` (passwords), header values and URL credentials (``user:password@``), as
+    :func:`health_checks.secret_values` finds them."""
     secret_keys = [k for k, spec in TEMPLATE_OPTIONS.items() if spec.get("no_log")]
     values = set()
     for spec in checks or []:
         if isinstance(spec, dict):
             values.update(str(spec[k]) for k in secret_keys if spec.get(k) not in (None, ""))
+            try:
+                values.update(secret_values(dict(spec, headers=spec.get("headers") if isinstance(spec.get("headers"), dict) else None,
+                                                  url=spec.get("url") if isinstance(spec.get("url"), str) else None)))
+            except (TypeError, ValueError, AttributeError):  # a malformed template: validate() refuses it
+                pass
     return values
 
 

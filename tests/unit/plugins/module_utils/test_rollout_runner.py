@@ -285,6 +285,17 @@ def test_module_failures_are_fail_json_without_a_traceback(api, tmp_path, run_mo
     assert "zq-secret" not in str(result)
 
 
+def test_check_header_values_and_url_credentials_are_hidden(api, tmp_path, run_module, gate):
+    module_args = dict(service="shop", image=IMAGE, lock_dir=str(tmp_path), secrets_dir=str(tmp_path / "s"),
+                       container_ports=[8000], port_base=18000,
+                       checks=[{"type": "http", "url": "http://admin:zq-urlpass-9@{host}:{port}/h",
+                                "headers": {"Authorization": "Bearer zq-token-7"}}])
+    failed, result = run_module(container_rollout.main, module_args)
+    assert not failed, result
+    assert "zq-token-7" not in str(result) and "zq-urlpass-9" not in str(result)
+    assert result["invocation"]["module_args"]["checks"][0]["headers"]["Authorization"] != "Bearer zq-token-7"
+
+
 def test_lock_the_second_run_waits_then_fails_and_touches_nothing(api, params, gate, tmp_path):
     run(params)
     held = rollout_host.ServiceLock(str(tmp_path), "shop", 1).acquire()
