@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from urllib.parse import urlsplit
 
 LABEL_SERVICE = "keel.rollout.service"
 LABEL_GENERATION = "keel.rollout.generation"
@@ -38,6 +39,7 @@ PENDING_SUFFIX = "-pending"
 
 PLACEHOLDER = re.compile(r"\{(host|port)\}")
 PORT_FIELD = "port"
+URL_FIELD = "url"
 
 
 class PlanError(Exception):
@@ -173,12 +175,22 @@ def fill_check(index, spec, host, port):
     """One check template made concrete for a container. Errors name the field, never its value
     (it may be a password)."""
     out = {}
+    name = spec.get("name") or spec.get("type")
     for key, value in spec.items():
         try:
-            out[key] = fill(value, host, port)
+            if key == URL_FIELD and isinstance(value, str) and ":" in host:
+                # An IPv6 address in a URL is written in brackets; a template that has them already keeps them.
+                out[key] = fill(value.replace("[{host}]", "{host}"), "[%s]" % host.strip("[]"), port)
+            else:
+                out[key] = fill(value, host, port)
         except TemplateError:
             raise TemplateError("checks[%d] (%s): %s uses {port}, but the service publishes no container_ports"
                                 % (index, spec.get("name") or spec.get("type"), key))
+    if isinstance(out.get(URL_FIELD), str):
+        try:
+            urlsplit(out[URL_FIELD]).port  # pylint: disable=expression-not-assigned
+        except ValueError:  # the message never repeats the URL: it may carry a password
+            raise TemplateError("checks[%d] (%s): url is not a valid URL once {host} and {port} are filled in" % (index, name))
     value = out.get(PORT_FIELD)
     if isinstance(value, str):
         if not value.strip().isdigit():

@@ -169,6 +169,13 @@ class Runner(object):
         for name in list(p["secrets"]) + list(p["secret_env"]):
             if not rollout_host.SECRET_NAME.match(name):
                 self.fail("secret name %r: letters, digits, '_', '.' and '-' only (it is a file name)." % name, state=False)
+        for option in ("secrets", "secret_env"):
+            for name, value in list(p[option].items()):
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    self.fail("%s.%s must be a string (or a number), got a %s. %s" % (option, name, type(value).__name__, NOTHING_CHANGED),
+                              state=False)
+                if not isinstance(value, str):  # a number in YAML (a PIN): its text, as the environment would have it
+                    p[option] = dict(p[option], **{name: str(value)})
         for network in p["networks"]:
             if not network.get("name"):
                 self.fail("networks: every network needs a name.", state=False)

@@ -46,8 +46,12 @@ notes:
     on (loopback for C(0.0.0.0)) and C({port}) the host port of the first of
     O(container_ports). These two are the only placeholders; every other brace is literal.
     O(checks[].port) may be given as the string C({port}). A check that uses C({port}) when no
-    port is published fails before any container starts. An IPv6 O(host_ip) is put in as it is,
-    so a URL needs brackets, as in C(http://[{host}]:{port}/health).
+    port is published fails before any container starts. In O(checks[].url) an IPv6 address
+    is put in brackets (C(http://{host}:{port}/health) becomes C(http://[::1]:18000/health));
+    elsewhere it is put in as it is. Each check is filled in with a sample port and built
+    before anything starts, so a URL that does not parse fails first.
+  - C({host}) and C({port}) are always substituted, in every string of a check, passwords and
+    header values included; there is no escape for a literal C({host}) or C({port}).
   - Each new container's own O(healthcheck), when set, is always part of the gate.
   - The module must run on the Docker host (the default O(docker_host)), because the lock, the
     secret files and the check that the new host ports are free are local to it.
@@ -132,6 +136,8 @@ options:
       - Each generation gets its own directory C(SECRETS_DIR/SERVICE/gN), mode 0500, with one
         file per secret, mode 0400, both owned by the container's numeric user (O(user), else the
         image's user, else root), bind-mounted read-only. It is removed with the generation.
+      - Values are strings; a number is written as its text, anything else (a list, a
+        dictionary, a boolean, null) fails the task before anything starts.
     type: dict
     default: {}
   secrets_mount:
@@ -145,7 +151,7 @@ options:
   secret_env:
     description:
       - Secrets as environment variables, for apps that cannot read files. Never logged, but
-        anyone who may run C(docker inspect) sees them; prefer O(secrets).
+        anyone who may run C(docker inspect) sees them; prefer O(secrets). Values as for O(secrets).
     type: dict
     default: {}
   volumes:

@@ -145,6 +145,21 @@ def test_a_template_error_never_shows_a_secret_value():
     assert rollout.fill_check(0, {"type": "redis", "password": "p{w}}{", "port": 1}, "h", 2)["password"] == "p{w}}{"
 
 
+def test_an_ipv6_host_is_bracketed_in_urls_only():
+    spec = {"type": "http", "url": "http://{host}:{port}/h", "headers": {"X-Host": "{host}"}}
+    filled = rollout.fill_check(0, spec, rollout.gate_host("::"), 18000)
+    assert filled["url"] == "http://[::1]:18000/h" and filled["headers"] == {"X-Host": "::1"}
+    # Brackets already written are kept (not doubled); IPv4 stays as it is.
+    assert rollout.fill_check(0, {"type": "http", "url": "http://[{host}]:{port}/"}, "fd00::5", 1)["url"] == "http://[fd00::5]:1/"
+    assert rollout.fill_check(0, spec, "127.0.0.1", 18000)["url"] == "http://127.0.0.1:18000/h"
+
+
+def test_a_url_that_does_not_parse_fails_without_showing_it():
+    with pytest.raises(rollout.TemplateError) as exc:
+        rollout.fill_check(0, {"type": "http", "url": "http://u:zq-pw5@{host}:99999999/"}, "127.0.0.1", 1)
+    assert "url is not a valid URL" in str(exc.value) and "zq-pw5" not in str(exc.value)
+
+
 @pytest.mark.parametrize("ref, parsed", [
     ("shop:1.2", ("shop", "1.2", None)),
     ("registry.internal:5000/team/shop:1.2", ("registry.internal:5000/team/shop", "1.2", None)),

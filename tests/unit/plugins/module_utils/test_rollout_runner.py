@@ -438,6 +438,15 @@ def test_secrets_need_a_numeric_user(api, params, gate):
     assert "user 'app' is not numeric" in exc.msg and api.names() == []
 
 
+def test_numeric_secret_values_are_written_as_text_and_others_refused(api, params, gate):
+    result = run(params, checks=CHECKS, secrets={"pin": 1234}, secret_env={"PIN": 42}, user="1000:1000", replicas=1)
+    assert result["changed"] and result["generation"] == 1
+    assert api.named("shop-g1-0")["Config"]["environment"]["PIN"] == "42"
+    for bad in ([1, 2], {"a": 1}, True, None):
+        exc = fails(params, checks=CHECKS, secrets={"pin": bad}, user="1000:1000", replicas=1)
+        assert "secrets.pin must be a string" in exc.msg and "Nothing was changed" in exc.msg
+
+
 def test_drain_delay_comes_between_the_gate_and_the_stop(api, params, gate):
     run(params, replicas=1)
     events = []
