@@ -53,6 +53,9 @@ def name_timestamp(name, pattern, time_format, tz):
     if not match:
         return None
     text = match.group("ts") if "ts" in pattern.groupindex else match.group(1) if pattern.groups else match.group(0)
+    if text is None:
+        # An optional group that did not take part in the match: no time to read.
+        return None
     try:
         when = datetime.datetime.strptime(text, time_format)
     except ValueError:
@@ -66,6 +69,13 @@ def name_timestamp(name, pattern, time_format, tz):
         # A literal "Z" (zone designator, not a %-directive) in the format means UTC, not ``tz``.
         literal_z = "Z" in re.sub(r"%.", "", time_format)
         when = when.replace(tzinfo=datetime.timezone.utc if literal_z else tz)
+    try:
+        # Times that cannot be placed on the UTC time line (9999-12-31T23:59:59-0500 is in
+        # year 10000 in UTC) are unmatched, not a traceback later.
+        when.astimezone(datetime.timezone.utc)
+        when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
     return when
 
 
@@ -89,8 +99,14 @@ class LocalStore(object):
         for entry in entries:
             if not fnmatch.fnmatchcase(entry.name, self.glob) or entry.is_symlink():
                 continue
-            stat = entry.stat(follow_symlinks=False)
-            size = _tree_size(entry.path) if entry.is_dir(follow_symlinks=False) else stat.st_size
+            try:
+                stat = entry.stat(follow_symlinks=False)
+                size = _tree_size(entry.path) if entry.is_dir(follow_symlinks=False) else stat.st_size
+            except FileNotFoundError:
+                # Gone between the directory read and the stat (another rotate, a cleanup): not an artifact any more.
+                continue
+            except OSError as exc:
+                raise StorageError("cannot read %s: %s" % (entry.path, exc))
             yield entry.name, datetime.datetime.fromtimestamp(stat.st_mtime, datetime.timezone.utc), size
 
     def delete(self, names, sizes=None, record_names=True):
@@ -108,6 +124,16 @@ class LocalStore(object):
                     shutil.rmtree(target)
                 else:
                     os.remove(target)
+            except FileNotFoundError as exc:
+                if os.path.lexists(target):
+                    report.failed.append({"name": name, "error": str(exc)})
+                    error = StorageError("cannot delete %s: %s" % (target, exc))
+                    error.report = report
+                    raise error
+                # Already gone (a rotate running at the same time deleted it): the goal is reached.
+                # It counts as deleted; its bytes were freed by whoever deleted it, not by this run.
+                report.add(position, name, 0)
+                continue
             except OSError as exc:
                 report.failed.append({"name": name, "error": str(exc)})
                 error = StorageError("cannot delete %s: %s" % (target, exc))
@@ -224,6 +250,7 @@ class S3Store(object):
 
     def _list_current(self):
         token = None
+        seen = set()
         while True:
             # Delimiter "/": not recursive, like the local listing of one directory.
             kwargs = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/", "MaxKeys": 1000}
@@ -243,6 +270,11 @@ class S3Store(object):
             token = page.get("NextContinuationToken")
             if not token:
                 raise StorageError("listing of %s claims more pages but gives no continuation token" % self.where())
+            if token in seen:
+                # A server that hands out a token it gave before would be listed forever.
+                raise StorageError("listing of %s repeats the continuation token %r (page %d); stopped instead of looping"
+                                   % (self.where(), token[:80], self.requests["list"]))
+            seen.add(token)
 
     def _list_versions(self):
         """Every version and delete marker in the folder; one record per key whose current version is data.
@@ -273,9 +305,14 @@ class S3Store(object):
                     current[name] = None if is_marker else entry["LastModified"]
             if not page.get("IsTruncated"):
                 break
+            previous = (key_marker, version_marker)
             key_marker, version_marker = page.get("NextKeyMarker"), page.get("NextVersionIdMarker")
             if not key_marker:
                 raise StorageError("version listing of %s claims more pages but gives no key marker" % self.where())
+            if (key_marker, version_marker) == previous or (previous[0] and key_marker < previous[0]):
+                # Markers only move forward (keys in order); one that stands still or goes back would loop forever.
+                raise StorageError("version listing of %s makes no progress (key marker %r after %r); stopped instead of looping"
+                                   % (self.where(), key_marker[:200], (previous[0] or "")[:200]))
         for name in sorted(ids):
             when = current.get(name)
             if when is None:

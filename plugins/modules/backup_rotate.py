@@ -122,6 +122,13 @@ notes:
   - Artifacts are compared by time, then by name, so equal times give the same result in every run.
   - A zone in a name is honoured when O(name_time_format) reads it (C(%z), a literal C(Z), C(%Z) with UTC or GMT); a
     time without a zone is read in O(timezone), and in the hour a DST change repeats as its first occurrence.
+  - Names whose time cannot be read are unmatched and left alone, also when an optional C(ts) group did not take part
+    in the match or the time lies outside the years 1 to 9999 in UTC.
+  - Rotates of the same local directory may run at the same time; a file deleted by another run between the listing
+    and the delete counts as deleted (it adds nothing to RV(bytes_freed)), and a file gone before it could be read is
+    not listed.
+  - An S3 listing whose server repeats a continuation token, or a version listing whose markers do not move forward,
+    fails instead of listing forever.
 """
 
 EXAMPLES = r"""
@@ -406,7 +413,12 @@ def open_store(module):
     if BOTO3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     s3 = params["s3"]
-    store = S3Store(s3_client(s3), s3["bucket"], s3["prefix"], params["glob"], versions=params["s3_versions"])
+    try:
+        client = s3_client(s3)
+    except Exception as exc:  # botocore: ValueError (endpoint), InvalidRegionError, ...; no secrets in them
+        module.fail_json(msg="cannot set up the S3 client (endpoint_url %r, region %r): %s: %s"
+                         % (s3["endpoint_url"], s3["region"], type(exc).__name__, exc))
+    store = S3Store(client, s3["bucket"], s3["prefix"], params["glob"], versions=params["s3_versions"])
     return store, store.where()
 
 

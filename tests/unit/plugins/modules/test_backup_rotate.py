@@ -481,11 +481,100 @@ def test_names_buffer_behaves_like_a_list_of_str():
     assert sorted(names) == sorted(items)
 
 
-def test_local_delete_failure_reports_what_was_deleted_before(tmp_path):
+def test_local_delete_failure_reports_what_was_deleted_before(tmp_path, monkeypatch):
     for name in ("a", "b", "c"):
         (tmp_path / name).write_text(name)
+    real_remove = os.remove
+
+    def remove(path):
+        if path.endswith("/b"):
+            raise PermissionError(13, "Permission denied", path)
+        real_remove(path)
+
+    monkeypatch.setattr(backup_storage.os, "remove", remove)
     store = backup_storage.LocalStore(str(tmp_path))
     with pytest.raises(backup_storage.StorageError) as info:
-        store.delete(["a", "missing", "c"], [1, 2, 3])
+        store.delete(["a", "b", "c"], [1, 2, 3])
     assert info.value.deleted == ["a"] and list(info.value.report.positions) == [0] and info.value.report.bytes_freed == 1
-    assert info.value.failed[0]["name"] == "missing"
+    assert info.value.failed[0]["name"] == "b"
+
+
+def test_local_file_already_gone_at_delete_time_counts_as_deleted(tmp_path):
+    # Failed before: a rotate running at the same time deleted "b" first and this run failed.
+    for name in ("a", "c"):
+        (tmp_path / name).write_text(name)
+    report = backup_storage.LocalStore(str(tmp_path)).delete(["a", "b", "c"], [1, 2, 3])
+    assert report.deleted == ["a", "b", "c"] and list(report.positions) == [0, 1, 2] and not report.failed
+    # Its bytes were freed by whoever deleted it.
+    assert report.bytes_freed == 4 and os.listdir(tmp_path) == []
+
+
+def test_local_file_vanishing_during_listing_is_skipped(tmp_path):
+    # Failed before: FileNotFoundError from the stat escaped as a traceback.
+    for i in range(5):
+        (tmp_path / ("db-%d.tar" % i)).write_text("x")
+    listing = backup_storage.LocalStore(str(tmp_path)).list()
+    first = next(listing)
+    for i in range(5):
+        if "db-%d.tar" % i != first[0]:
+            (tmp_path / ("db-%d.tar" % i)).unlink()
+    assert list(listing) == []
+
+
+def test_optional_ts_group_not_taking_part_is_unmatched(run_module, tmp_path):
+    # Failed before: strptime(None) raised TypeError.
+    (tmp_path / "db-.tar").write_text("x")
+    (tmp_path / "db-20260101.tar").write_text("x")
+    failed, result = run_module(backup_rotate.main, dict(path=str(tmp_path), keep_last=1, timestamp_from="name",
+                                                         name_pattern=r"db-(?P<ts>\d+)?\.tar", name_time_format="%Y%m%d"))
+    assert not failed and result["unmatched"] == ["db-.tar"] and result["kept"] == ["db-20260101.tar"]
+
+
+def test_time_outside_the_utc_range_is_unmatched(run_module, tmp_path):
+    # Failed before: 9999-12-31T23:59:59-0500 is in year 10000 in UTC: ValueError traceback.
+    (tmp_path / "db-99991231T235959-0500.tar").write_text("x")
+    (tmp_path / "db-20260101T000000+0000.tar").write_text("x")
+    failed, result = run_module(backup_rotate.main, dict(path=str(tmp_path), keep_last=1, timestamp_from="name",
+                                                         name_pattern=r"db-(?P<ts>[^.]+)\.tar", name_time_format="%Y%m%dT%H%M%S%z",
+                                                         _ansible_check_mode=True))
+    assert not failed and result["unmatched"] == ["db-99991231T235959-0500.tar"]
+
+
+@pytest.mark.parametrize("s3", [
+    dict(endpoint_url="not a url"),
+    dict(endpoint_url="http://127.0.0.1:1", region="us east 1"),
+])
+def test_bad_endpoint_or_region_fails_cleanly(run_module, s3):
+    # Failed before: ValueError / InvalidRegionError tracebacks from the client's creation.
+    s3 = dict(s3, bucket="b", access_key="AK", secret_key="zq-sec-11111")
+    failed, result = run_module(backup_rotate.main, dict(keep_last=1, s3=s3))
+    text = json.dumps(result)
+    assert failed and "cannot set up the S3 client" in result["msg"]
+    assert "Traceback" not in text and "zq-sec" not in text
+
+
+class RepeatingToken(FakeS3):
+    def list_objects_v2(self, **kwargs):
+        self.calls.append("list")
+        if len(self.calls) > 50:
+            raise AssertionError("listing loops")
+        return {"Contents": [], "IsTruncated": True, "NextContinuationToken": "same"}
+
+
+def test_s3_listing_repeating_its_token_fails():
+    # Failed before: the same page was asked for forever.
+    with pytest.raises(backup_storage.StorageError, match="repeats the continuation token"):
+        list(backup_storage.S3Store(RepeatingToken([]), "b", prefix="app").list())
+
+
+class StuckVersions(FakeS3Client):
+    def list_object_versions(self, **kwargs):
+        self.calls.append("list")
+        if len(self.calls) > 50:
+            raise AssertionError("listing loops")
+        return {"Versions": [], "IsTruncated": True, "NextKeyMarker": "app/k", "NextVersionIdMarker": "v1"}
+
+
+def test_s3_version_listing_without_progress_fails():
+    with pytest.raises(backup_storage.StorageError, match="makes no progress"):
+        list(backup_storage.S3Store(StuckVersions(), "bucket", prefix="app", versions="delete").list())
