@@ -106,8 +106,9 @@ class Engine(object):
             raise
         return True
 
-    def images_in_use(self):
-        return set(c.get("ImageID") for c in self._call("list containers", "containers", all=True))
+    def images_in_use(self, ignore=()):
+        """Image IDs of the host's containers, leaving out the containers whose IDs are in ``ignore``."""
+        return set(c.get("ImageID") for c in self._call("list containers", "containers", all=True) if c.get("Id") not in ignore)
 
     # --- containers --------------------------------------------------------------------------------
     def service_containers(self, service):

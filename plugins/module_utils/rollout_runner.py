@@ -120,6 +120,7 @@ class Runner(object):
         self.engine = None
         self.templates = []
         self.discarded_ports = set()
+        self.removed_ids = set()  # check mode: containers a real run would have removed (discarded, retired)
         self.result = dict(changed=False, rolled_back=False, generation=0, endpoints=[], retired=[], retire_pending=[],
                            pruned_images=[], discarded=[])
 
@@ -423,6 +424,7 @@ class Runner(object):
     def retire(self, containers, serving_generation):
         if self.check_mode:
             self.result["retired"] = sorted(c["name"] for c in containers)
+            self.removed_ids.update(c["id"] for c in containers)
             return
         if self.p["drain_delay"] and any(c["running"] for c in containers):
             self.sleep(self.p["drain_delay"])
@@ -446,7 +448,8 @@ class Runner(object):
         if not candidates:
             return
         try:
-            in_use = self.engine.images_in_use()
+            # In check mode the containers a real run would have removed by now do not hold their images.
+            in_use = self.engine.images_in_use(ignore=self.removed_ids if self.check_mode else ())
             present = set(i for i in candidates if self.engine.image(i) is not None)
             prune = [i for i in rollout.images_to_prune(history, in_use, self.p["keep_images"]) if i in present]
             for image_id in prune:
@@ -563,6 +566,7 @@ class Runner(object):
         self.result.update(changed=True, discarded=plan["discard"])
         if self.check_mode:
             self.discarded_ports = set(port for n in plan["discard"] for port in names[n]["ports"].values())
+            self.removed_ids.update(names[n]["id"] for n in plan["discard"])
             return
         leftovers = [names.pop(n) for n in plan["discard"]]
         for number in sorted(set(rollout.generation_of(c) for c in leftovers)):

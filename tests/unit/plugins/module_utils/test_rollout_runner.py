@@ -447,6 +447,13 @@ def test_numeric_secret_values_are_written_as_text_and_others_refused(api, param
         assert "secrets.pin must be a string" in exc.msg and "Nothing was changed" in exc.msg
 
 
+def test_check_mode_reports_the_images_of_retired_containers_as_pruned(api, params, gate):
+    first = run(params, checks=CHECKS, keep_images=1)["image_id"]
+    preview = run(params, check_mode=True, checks=CHECKS, keep_images=1, image="registry.test:5000/shop:2")
+    real = run(params, checks=CHECKS, keep_images=1, image="registry.test:5000/shop:2")
+    assert preview["pruned_images"] == real["pruned_images"] == [first]
+
+
 def test_drain_delay_comes_between_the_gate_and_the_stop(api, params, gate):
     run(params, replicas=1)
     events = []
