@@ -176,6 +176,12 @@ class Engine(object):
                        container_id, network["name"], aliases=network["aliases"] or None)
         return container_id
 
+    def state(self, container_id, name):
+        """``{status, running, restarting, restarts, exit_code}`` of a container now."""
+        state = self._call("inspect container %s" % name, "inspect_container", container_id).get("State") or {}
+        return dict(status=state.get("Status") or "unknown", running=bool(state.get("Running")), restarting=bool(state.get("Restarting")),
+                    restarts=int(state.get("RestartCount") or 0), exit_code=state.get("ExitCode"))
+
     def start(self, container_id, name):
         self._call("start container %s" % name, "start", container_id)
 

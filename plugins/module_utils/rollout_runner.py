@@ -32,6 +32,8 @@ from ansible_collections.keel.platform.plugins.module_utils.docker_engine import
 from ansible_collections.keel.platform.plugins.module_utils.health_checks import CHECK_OPTIONS, CheckConfigError, build, secret_values
 
 NOTHING_CHANGED = "Nothing was changed."
+# Seconds new containers must stay up before they count as gated when no check waited on them.
+SETTLE_SECONDS = 3.0
 # A check template's options: those of a health_gate check, except that ``port`` may also be
 # the string "{port}" (it becomes a number per container).
 TEMPLATE_OPTIONS = dict(CHECK_OPTIONS, port=dict(type="raw"))
@@ -180,6 +182,9 @@ class Runner(object):
         for network in p["networks"]:
             if not network.get("name"):
                 self.fail("networks: every network needs a name.", state=False)
+        if not p["checks"] and not p["healthcheck"]:
+            self.warn("container_rollout %s: neither checks nor healthcheck is set, so the only gate is that the new containers "
+                      "still run %g s after their start; set checks to gate on the service answering." % (p["service"], SETTLE_SECONDS))
         if p["drain_delay"] < 0 or p["lock_timeout"] < 0:
             self.fail("drain_delay and lock_timeout must not be negative.", state=False)
         try:
@@ -341,11 +346,29 @@ class Runner(object):
             m["name"] = m["final"]
             done += 1
 
+    def not_running(self, members, settle):
+        """The containers of ``members`` that are not up: not running, restarting, or restarted
+        since their start (a crash the restart policy hid). ``settle``: wait SETTLE_SECONDS first
+        (when no check waited on them)."""
+        if settle:
+            self.sleep(SETTLE_SECONDS)
+        down = []
+        for m in members:
+            state = self.engine.state(m["id"], m["name"])
+            if not state["running"] or state["restarting"] or state["restarts"]:
+                down.append("%s (%s%s, exit code %s)" % (m["final"], state["status"],
+                                                          ", %d restart(s)" % state["restarts"] if state["restarts"] else "", state["exit_code"]))
+        return down
+
     def gate_and_record(self, generation, members):
-        """Gate a started generation; on any failure (or interruption) remove it and fail."""
+        """Gate a started generation; on any failure (or interruption) remove it and fail.
+        Passing also needs every container to be running after the gate (see not_running)."""
+        down = []
         try:
             checks = self.gate_checks(members)
             healthy, report = self.run_gate(checks)
+            if healthy:
+                down = self.not_running(members, settle=not checks)
         except BaseException as exc:  # an API error, a signal, a bug: never leave it ungated
             removed = self.abandon(generation, members)
             self.result["changed"] = True
@@ -353,6 +376,12 @@ class Runner(object):
                       % (generation, type(exc).__name__, exc, "removed" if removed else "NOT all removed: %s" % self.result.get("left_behind")),
                       rolled_back=removed)
         self.result["gate"] = report
+        if down:
+            removed = self.abandon(generation, members)
+            self.result.update(changed=True, endpoints=self.endpoints(self.serving))
+            self.result["gate"] = dict(report, reason="containers not running after the gate: %s" % ", ".join(down))
+            self.fail("rolled back %s to the running version: new containers are not running after their start (crashed or "
+                      "restarting): %s." % (self.p["service"], ", ".join(down)), rolled_back=removed)
         if not healthy:
             removed = self.abandon(generation, members)
             self.result.update(changed=True, endpoints=self.endpoints(self.serving))

@@ -25,6 +25,10 @@ description:
     gate (lost connection, timeout, kill) leaves C(-pending) containers; the next run gates
     them if they are what it wants (same image and configuration), otherwise removes them,
     before anything else. Endpoints of containers that did not pass are never returned.
+  - B(Running is part of the gate.) After the checks pass (or, with neither O(checks) nor
+    O(healthcheck), after 3 seconds), every new container must be running, not restarting and
+    not restarted since its start; otherwise the generation is removed as for a failed gate.
+    Without O(checks) and O(healthcheck) that is the only gate, and the task warns.
   - B(One deploy at a time.) A deploy (O(phase=full) or V(deploy)) while an earlier
     O(phase=deploy) still waits for its O(phase=finalize) fails, naming both generations, and
     changes nothing. Runs for the same service on one host take a lock and wait for each other

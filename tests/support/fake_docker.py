@@ -170,6 +170,14 @@ class FakeAPI(object):
             raise api_error(404, "network %s not found" % net_id, docker.errors.NotFound)
         c["Networks"][net_id] = {"Aliases": aliases}
 
+    def inspect_container(self, container):
+        self._fault("inspect_container", container)
+        c = self._container(container)
+        return {"Id": c["Id"], "Name": "/" + c["Name"], "RestartCount": c.get("RestartCount", 0),
+                "State": {"Status": c["State"], "Running": c["State"] in ("running", "restarting"), "Restarting": c["State"] == "restarting",
+                          "RestartCount": c.get("RestartCount", 0), "ExitCode": c.get("ExitCode", 0)},
+                "NetworkSettings": {"Networks": dict((n, dict(e)) for n, e in c["Networks"].items())}}
+
     def _bindings(self, c):
         out = set()
         for bindings in (c["HostConfig"].get("PortBindings") or {}).values():

@@ -458,8 +458,40 @@ def test_drain_delay_comes_between_the_gate_and_the_stop(api, params, gate):
     run(params, replicas=1)
     events = []
     api.faults["stop"] = lambda cid: events.append("stop")
-    run(params, replicas=1, image="registry.test:5000/shop:2", drain_delay=7, sleep=lambda s: events.append(("sleep", s)))
+    run(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2", drain_delay=7, sleep=lambda s: events.append(("sleep", s)))
     assert events == [("sleep", 7), "stop"]
+
+
+@pytest.mark.parametrize("crash", [dict(State="exited", ExitCode=1), dict(State="restarting", RestartCount=2),
+                                   dict(State="running", RestartCount=1)])
+def test_without_checks_new_containers_that_crash_never_replace_running_ones(api, params, monkeypatch, crash):
+    warnings = []
+    Runner(params(replicas=1), warn=warnings.append, sleep=lambda s: None).execute()
+    assert "neither checks nor healthcheck is set" in warnings[0]
+    start = api.start
+
+    def start_then_crash(container):
+        start(container)
+        api._container(container).update(crash)  # the app dies at boot (the restart policy may bring it back)
+
+    monkeypatch.setattr(api, "start", start_then_crash)
+    slept = []
+    exc = fails(params, replicas=1, image="registry.test:5000/shop:2", sleep=slept.append)
+    assert slept == [rollout_runner.SETTLE_SECONDS]
+    assert "not running after their start" in exc.msg and "shop-g2-0" in exc.msg and exc.result["rolled_back"] is True
+    assert api.names() == ["shop-g1-0"] and api.named("shop-g1-0")["State"] == "running"
+
+
+def test_a_container_that_crashes_after_passing_its_checks_is_not_recorded(api, params, gate, monkeypatch):
+    run(params, replicas=1, checks=CHECKS)
+    gate.append(True)
+
+    def crashed(cid):  # the container died after the checks passed, before the record
+        api._container(cid)["State"] = "exited"
+
+    api.faults["inspect_container"] = crashed
+    exc = fails(params, replicas=1, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert "not running after their start" in exc.msg and api.names() == ["shop-g1-0"]
 
 
 def test_interrupted_by_a_signal_during_the_gate_removes_the_new_generation(api, params, gate):
