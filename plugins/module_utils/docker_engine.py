@@ -182,6 +182,13 @@ class Engine(object):
         return dict(status=state.get("Status") or "unknown", running=bool(state.get("Running")), restarting=bool(state.get("Restarting")),
                     restarts=int(state.get("RestartCount") or 0), exit_code=state.get("ExitCode"))
 
+    def set_aliases(self, container_id, name, network, aliases):
+        """Join ``network`` again with exactly ``aliases`` (an endpoint's aliases cannot be changed
+        in place: disconnect, then connect)."""
+        self._call("disconnect %s from network %s" % (name, network), "disconnect_container_from_network", container_id, network)
+        self._call("connect %s to network %s" % (name, network), "connect_container_to_network", container_id, network,
+                   aliases=list(aliases) or None)
+
     def start(self, container_id, name):
         self._call("start container %s" % name, "start", container_id)
 

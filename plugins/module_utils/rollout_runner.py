@@ -11,8 +11,9 @@ The order of a run, and what a failure at each step leaves:
    A failure here changes nothing.
 3. The plan: leftovers of a run that died before its gate are removed (or, if they are what
    is wanted, gated now); a pending deploy stops the run.
-4. The new generation is started under ``-pending`` names and gated; a failure removes it
-   (``rolled_back``). Passing is recorded by renaming to the final names.
+4. The new generation is started under ``-pending`` names, on its networks with only the
+   alias ``SERVICE-gN``, and gated; a failure removes it (``rolled_back``). Passing is recorded
+   by joining the networks again with the stable aliases, then renaming to the final names.
 5. Older generations are retired (after ``drain_delay``) or left for ``phase=finalize``; old
    images are pruned. A failure here leaves the new generation gated and serving.
 """
@@ -285,8 +286,25 @@ class Runner(object):
             tmpfs=_tmpfs(p["tmpfs"]), read_only=p["read_only"], cap_add=p["cap_add"], pids_limit=p["pids_limit"],
             restart_policy=p["restart_policy"], log_driver=p["log_driver"], log_options=p["log_options"], ulimits=p["ulimits"],
             command=p["command"], entrypoint=p["entrypoint"], user=p["user"], memory=p["memory"], cpus=p["cpus"],
-            healthcheck=p["healthcheck"], networks=self.networks(),
+            healthcheck=p["healthcheck"], networks=self.pending_networks(generation),
         )
+
+    def generation_alias(self, generation):
+        return "%s-g%d" % (self.p["service"], generation)
+
+    def pending_networks(self, generation):
+        """Networks as an ungated container joins them: with only its generation's alias, so
+        nothing reaches it by the service's stable name before it passed the gate."""
+        return [dict(name=n["name"], aliases=[self.generation_alias(generation)]) for n in self.networks()]
+
+    def promote(self, container_id, name, final, generation):
+        """The gate record of one container: the stable aliases join, then the final name."""
+        for network in self.networks():
+            aliases = list(network["aliases"])
+            if self.generation_alias(generation) not in aliases:
+                aliases.append(self.generation_alias(generation))
+            self.engine.set_aliases(container_id, name, network["name"], aliases)
+        self.engine.rename(container_id, name, final)
 
     def gate_checks(self, members):
         """The concrete checks for these containers (built, so errors surface before a start)."""
@@ -328,14 +346,14 @@ class Runner(object):
         return not left
 
     def record(self, generation, members):
-        """Rename the gated containers to their final names: the gate record."""
+        """Give the gated containers the service's stable aliases and their final names: the gate record."""
         done = 0
         for m in members:
             if m["name"] == m["final"]:
                 done += 1
                 continue
             try:
-                self.engine.rename(m["id"], m["name"], m["final"])
+                self.promote(m["id"], m["name"], m["final"], generation)
             except EngineError as exc:
                 if done == 0:
                     removed = self.abandon(generation, members)
@@ -581,7 +599,7 @@ class Runner(object):
         renamed = {}
         for c, final in plan["record"]:
             try:
-                self.engine.rename(c["id"], c["name"], final)
+                self.promote(c["id"], c["name"], final, rollout.generation_of(c))
             except EngineError as exc:
                 self.fail("finishing the gate record of %s failed: %s." % (c["name"], exc))
             renamed[c["name"]] = final

@@ -255,8 +255,11 @@ options:
   networks:
     description:
       - Docker networks to attach to (the first at creation, the others before the start).
-      - Every generation joins with the same aliases, so other containers reach the service by
-        a stable name. The containers join when they start, before their gate.
+      - Every generation gets the same aliases, so other containers reach the service by a
+        stable name, but only once it passed its gate. New containers join with the alias
+        C(SERVICE-gN) alone (their generation, for checks that need to reach them on the
+        network); the stable aliases are added (the container leaves the network and joins again)
+        as part of the gate record, just before the rename.
     type: list
     elements: dict
     default: []

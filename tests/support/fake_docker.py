@@ -178,6 +178,13 @@ class FakeAPI(object):
                           "RestartCount": c.get("RestartCount", 0), "ExitCode": c.get("ExitCode", 0)},
                 "NetworkSettings": {"Networks": dict((n, dict(e)) for n, e in c["Networks"].items())}}
 
+    def disconnect_container_from_network(self, container, net_id, force=False):
+        self._fault("disconnect_container_from_network", container, net_id)
+        c = self._container(container)
+        if net_id not in c["Networks"]:
+            raise api_error(500, "container %s is not connected to network %s" % (c["Id"], net_id))
+        del c["Networks"][net_id]
+
     def _bindings(self, c):
         out = set()
         for bindings in (c["HostConfig"].get("PortBindings") or {}).values():

@@ -417,7 +417,7 @@ def test_app_tier_options_reach_the_engine(api, params, gate, tmp_path):
     assert c["Config"]["environment"] == {"MODE": "prod"}  # the secret is not in the environment
     assert c["HostConfig"]["Tmpfs"] == {"/tmp": "", "/run/app": "size=16m,mode=0700"}
     assert c["HostConfig"]["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
-    assert c["Networks"]["front"]["Aliases"] == ["shop"] and c["Networks"]["back"] == {"Aliases": ["shop-db-client"]}
+    assert c["Networks"]["front"]["Aliases"] == ["shop", "shop-g1"] and c["Networks"]["back"] == {"Aliases": ["shop-db-client", "shop-g1"]}
     secret_dir = str(tmp_path / "secrets" / "shop" / "g1")
     assert "%s:/run/secrets:ro" % secret_dir in c["HostConfig"]["Binds"]
     path = os.path.join(secret_dir, "db_password")
@@ -427,9 +427,35 @@ def test_app_tier_options_reach_the_engine(api, params, gate, tmp_path):
     # The next generation gets its own files; the retired one's go with it. Same aliases.
     run(params, replicas=1, networks=[{"name": "front"}, {"name": "back", "aliases": ["shop-db-client"]}],
         secrets={"db_password": "rotated"})
-    assert api.named("shop-g2-0")["Networks"]["front"]["Aliases"] == ["shop"]
+    assert api.named("shop-g2-0")["Networks"]["front"]["Aliases"] == ["shop", "shop-g2"]
     assert not os.path.exists(secret_dir)
     assert open(str(tmp_path / "secrets" / "shop" / "g2" / "db_password")).read() == "rotated"
+
+
+def test_the_stable_alias_joins_only_after_the_gate(api, params, gate, monkeypatch):
+    api.networks.update(["front", "back"])
+    networks = [{"name": "front"}, {"name": "back", "aliases": ["shop-db-client"]}]
+    seen = {}
+
+    def spy(checks, *args):
+        for c in api.store.values():
+            seen[c["Name"]] = (c["State"], dict((n, e.get("Aliases")) for n, e in c["Networks"].items()))
+        return True, dict(rounds=1, elapsed=0.1, reason="passed", checks=[])
+
+    monkeypatch.setattr(gate_loop, "run", spy)
+    run(params, checks=CHECKS, networks=networks, replicas=1)
+    # While its gate runs, the pending container answers only to its generation's alias.
+    assert seen == {"shop-g1-0-pending": ("running", {"front": ["shop-g1"], "back": ["shop-g1"]})}
+    assert api.named("shop-g1-0")["Networks"] == {"front": {"Aliases": ["shop", "shop-g1"]}, "back": {"Aliases": ["shop-db-client", "shop-g1"]}}
+    # The aliases join before the rename (the gate record), so a gated name always has them.
+    calls = [c[0] for c in api.calls if c[0] in ("disconnect_container_from_network", "connect_container_to_network", "rename")]
+    assert calls[-5:] == ["disconnect_container_from_network", "connect_container_to_network"] * 2 + ["rename"]
+    # A failed gate: the pending generation never had the stable alias and is gone.
+    seen.clear()
+    monkeypatch.setattr(gate_loop, "run", lambda checks, *a: (spy(checks), (False, dict(rounds=1, elapsed=0, reason="failed", checks=[])))[1])
+    monkeypatch.setattr(gate_loop, "failure_message", lambda report: "failed")
+    fails(params, checks=CHECKS, networks=networks, replicas=1, image="registry.test:5000/shop:2")
+    assert seen["shop-g2-0-pending"][1] == {"front": ["shop-g2"], "back": ["shop-g2"]} and api.names() == ["shop-g1-0"]
 
 
 def test_secrets_need_a_numeric_user(api, params, gate):
