@@ -169,7 +169,12 @@ options:
         type: bool
         default: false
       argv:
-        description: (command) Command and arguments, run without a shell.
+        description:
+          - (command) Command and arguments, run without a shell, in a process group of its own.
+          - It is stopped (the whole group killed) at its O(checks[].timeout), or a little before
+            the gate's O(timeout) (a tenth of the time left, 50 to 500 ms), and then fails with
+            C(did not finish). Groups still running when the gate returns or the module exits are
+            killed too, so no command outlives the gate.
         type: list
         elements: str
       expected_rc:

@@ -25,6 +25,24 @@ import time
 # Longest value or error string a check reports (bodies, command output, exceptions).
 RESULT_LIMIT = 4096
 
+# Called (without arguments) whenever run() returns: checks that start things which could
+# outlive the gate (command checks' process groups) register how to stop them.
+_ON_RETURN = []
+
+
+def on_return(hook):
+    """Have ``hook()`` called each time :func:`run` returns (once per hook)."""
+    if hook not in _ON_RETURN:
+        _ON_RETURN.append(hook)
+
+
+def _returning():
+    for hook in list(_ON_RETURN):
+        try:
+            hook()
+        except Exception:  # cleaning up must not hide the gate's answer
+            pass
+
 
 class Outcome(object):
     """One run of one check. ``skipped``: the check was not run (a command in check mode)."""
@@ -144,7 +162,14 @@ def run(checks, success_threshold=1, failure_threshold=0, interval=2.0, timeout=
     ``checks``: per check its status, attempts, passes, last error and value, latency p50/p95.
     """
     validate(success_threshold, failure_threshold, interval, timeout)
-    wait = wait or _wait_real
+    try:
+        return _run(checks, success_threshold, failure_threshold, interval, timeout, clock, sleep, wait or _wait_real)
+    finally:
+        # Checks not answered in time may still be running (a command): stop what they started.
+        _returning()
+
+
+def _run(checks, success_threshold, failure_threshold, interval, timeout, clock, sleep, wait):
     start = clock()
     deadline = start + timeout
     takes_budget = [_takes_budget(call) for _name, _kind, call in checks]

@@ -16,6 +16,7 @@ password, header value and URL credential of the check is replaced by ``********
 
 from __future__ import annotations
 
+import atexit
 import base64
 import http.client
 import json
@@ -35,6 +36,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.six.moves.urllib.parse import unquote, urlsplit
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.keel.platform.plugins.module_utils import gate as _gate
 from ansible_collections.keel.platform.plugins.module_utils.gate import RESULT_LIMIT, Outcome, clip
 
 KINDS = ("http", "tcp", "docker", "postgresql", "redis", "command")
@@ -569,12 +571,58 @@ def _drain(stream, keep):
     return state, thread
 
 
+# Process groups of command checks still running: killed when the gate returns and at exit, so
+# a command the gate stopped waiting for is never left behind.
+_RUNNING = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_running():
+    """Kill every command check's process group still running; returns how many were killed."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING.values())
+        _RUNNING.clear()
+    for proc in procs:
+        proc.keel_killed = True  # run_bounded reports it as killed (rc None), not by its signal
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for proc in procs:
+        try:
+            proc.wait(timeout=1.0)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+    return len(procs)
+
+
+_gate.on_return(kill_running)
+atexit.register(kill_running)
+
+
+def _margin(timeout):
+    """How much earlier than its budget a command is stopped, so that it is stopped (and reported
+    as not finished) before the gate stops waiting for it: a tenth, between 50 ms and 500 ms."""
+    return min(0.5, max(0.05, timeout * 0.1))
+
+
 def run_bounded(argv, timeout, keep=READ_LIMIT):
     """Run ``argv`` (no shell) for at most ``timeout`` seconds; its whole process group is killed
     after that. Returns (rc or None when killed, stdout, stderr, stdout_total_bytes); at most
-    ``keep`` bytes of each stream are held."""
+    ``keep`` bytes of each stream are held. While it runs, its group is known to
+    :func:`kill_running`."""
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             bufsize=0, start_new_session=True)
+    with _RUNNING_LOCK:
+        _RUNNING[proc.pid] = proc
+    try:
+        return _wait_bounded(proc, timeout, keep)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(proc.pid, None)
+
+
+def _wait_bounded(proc, timeout, keep):
     out, out_thread = _drain(proc.stdout, keep)
     err, err_thread = _drain(proc.stderr, keep)
     try:
@@ -586,6 +634,8 @@ def run_bounded(argv, timeout, keep=READ_LIMIT):
         except OSError:
             pass
         proc.wait()
+    if getattr(proc, "keel_killed", False):
+        rc = None
     # Descendants that kept the pipes open were killed with the group (or are not waited for).
     out_thread.join(1.0)
     err_thread.join(1.0)
@@ -604,6 +654,9 @@ def command_check(opts, check_mode=False):
     def run(budget=None):
         start = time.monotonic()
         limit = _limit(opts, budget)
+        if budget is not None and limit >= budget - _margin(budget):
+            # Stopped a little before the gate stops waiting: reported as not finished, not as "no answer".
+            limit = max(0.001, budget - _margin(budget))
         try:
             rc, stdout, stderr, total = run_bounded(opts["argv"], limit)
         except OSError as exc:

@@ -1,3 +1,5 @@
+import os
+import signal
 import socket
 import sys
 import threading
@@ -5,6 +7,7 @@ import time
 
 import pytest
 
+from ansible_collections.keel.platform.plugins.module_utils import gate
 from ansible_collections.keel.platform.plugins.module_utils import health_checks as hc
 
 
@@ -266,8 +269,55 @@ def test_command_output_is_bounded_in_memory_and_in_the_result():
 def test_command_check_is_bounded_by_its_budget_with_its_children():
     started = time.monotonic()
     outcome = hc.command_check(opts(argv=["sh", "-c", "sleep 30; echo done"], timeout=10.0))(budget=0.5)
-    assert not outcome.ok and "did not finish within 0.5 s" in outcome.error
+    assert not outcome.ok and "did not finish within 0." in outcome.error
     assert time.monotonic() - started < 3
+
+
+def _processes(*argv):
+    """PIDs whose command line is exactly ``argv``."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                if handle.read() == wanted:
+                    found.append(int(pid))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_a_command_cut_off_by_the_gate_timeout_leaves_no_process_and_did_not_finish():
+    # Failed before: the command was given the whole time left, the gate stopped waiting for it
+    # at the same instant and returned, and "sleep 3771" lived on after the module.
+    checks = hc.build([opts(type="command", argv=["sleep", "3771"], timeout=30.0)])
+    healthy, report = gate.run(checks, interval=0.5, timeout=1.0)
+    try:
+        assert not healthy and "did not finish" in report["checks"][0]["last_error"]
+        assert _processes("sleep", "3771") == []
+    finally:
+        for pid in _processes("sleep", "3771"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_commands_still_running_are_killed_when_the_gate_returns():
+    # A command started by a check the gate no longer waits for is killed with its group on return.
+    finished = []
+    runner = threading.Thread(target=lambda: finished.append(hc.run_bounded(["sleep", "3772"], 60)))
+    runner.daemon = True
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not _processes("sleep", "3772") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _processes("sleep", "3772")
+        healthy, _report = gate.run([("ok", "command", lambda: hc.Outcome(True))], timeout=1.0)
+        assert healthy
+        runner.join(5)
+        assert finished and finished[0][0] is None and _processes("sleep", "3772") == []
+    finally:
+        for pid in _processes("sleep", "3772"):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_secrets_are_masked_in_outcomes():
