@@ -283,7 +283,8 @@ def plan(containers, service, desired_hash, replicas, phase="full"):
     older = sorted(g for g in gated if g != newest_gated)
     if older:
         raise PlanError("a deploy is pending: generation %s (%s) was deployed beside generation(s) %s (%s), which still run. "
-                        "Finish it with phase=finalize (once the load balancer points at generation %s) before deploying again"
+                        "Finish it with phase=finalize (once the load balancer points at generation %s), or undo it with phase=abort, "
+                        "before deploying again"
                         % (newest_gated, ", ".join(_names(gated[newest_gated])), ", ".join(str(g) for g in older),
                            ", ".join(_names(c for g in older for c in gated[g])), newest_gated))
     out["discard"] = _names(c for cs in ungated.values() for c in cs)

@@ -163,6 +163,12 @@ class Runner(object):
             if p["port_base"] < 1 or last > 65535:
                 self.fail("port_base %d with %d replica(s) needs host ports up to %d; they must lie in 1-65535."
                           % (p["port_base"], p["replicas"], last), state=False)
+        if p["phase"] == "abort":
+            if not p["service"].replace("-", "").replace("_", "").isalnum():
+                self.fail("service %r: letters, digits, '-' and '_' only." % p["service"], state=False)
+            return  # nothing but the service is used
+        if not p["image"]:
+            self.fail("image is required (unless phase is abort).", state=False)
         _repository, tag, digest = rollout.parse_image(p["image"])
         if not tag and not digest:
             self.fail("image %r has no tag or digest; name the version to roll out (for example %s:1.2.3)." % (p["image"], p["image"]), state=False)
@@ -468,7 +474,7 @@ class Runner(object):
         return out
 
     # --- retiring and pruning --------------------------------------------------------------------
-    def retire(self, containers, serving_generation):
+    def retire(self, containers, serving_generation, failure=None):
         if self.check_mode:
             self.result["retired"] = sorted(c["name"] for c in containers)
             self.removed_ids.update(c["id"] for c in containers)
@@ -483,8 +489,8 @@ class Runner(object):
                 self.engine.remove(c["id"], c["name"])
             except EngineError as exc:
                 self.result["retired"] = sorted(done)
-                self.fail("generation %d is gated and serving, but retiring the old containers failed: %s. Retired: %s."
-                          % (serving_generation, exc, ", ".join(done) or "none"))
+                self.fail("%s: %s. Retired: %s." % (failure or "generation %d is gated and serving, but retiring the old containers failed"
+                                                     % serving_generation, exc, ", ".join(done) or "none"))
             done.append(c["name"])
         self.result["retired"] = sorted(done)
         for generation in sorted(set(rollout.generation_of(c) for c in containers)):
@@ -527,9 +533,46 @@ class Runner(object):
         except (rollout_host.LockTimeout, OSError) as exc:
             self.fail("%s. %s" % (exc, NOTHING_CHANGED), state=False)
         try:
-            return self.locked()
+            return self.abort() if p["phase"] == "abort" else self.locked()
         finally:
             lock.release()
+
+    def abort(self):
+        """``phase=abort``: remove what a deploy added while an older generation still runs,
+        so the host is back where it was before that deploy. Generations that never passed
+        their gate go (as in every run); the newest gated one goes when an older gated one
+        remains. A single gated generation is never touched."""
+        service = self.p["service"]
+        try:
+            found = self.engine.service_containers(service)
+        except EngineError as exc:
+            self.fail("%s. %s" % (exc, NOTHING_CHANGED), state=False)
+        gens = rollout.describe(found, service)
+        gated = [g["generation"] for g in gens if g["gated"]]
+        aborted = gated[-1] if len(gated) > 1 else None
+        keep = [g for g in gated if g != aborted]
+        serving_gen = keep[-1] if keep else 0
+        names = dict((c["name"], c) for c in found)
+        plan = dict(discard=sorted(c["name"] for c in found if rollout.generation_of(c) not in gated), retire=[],
+                    record=[(c, rollout.container_name(service, rollout.generation_of(c), int(c["labels"][rollout.LABEL_INDEX])))
+                            for c in found if rollout.generation_of(c) in keep and not rollout.is_recorded(c, service)])
+        self.result["generation"] = serving_gen
+        self.finish_record(plan, names)
+        self.discard(plan, names)
+        if aborted is not None:
+            self.result["changed"] = True
+            self.retire([c for c in names.values() if rollout.generation_of(c) == aborted], serving_gen,
+                        "generation %d was aborted, but removing its containers failed" % aborted)
+        serving = [c for c in names.values() if rollout.generation_of(c) == serving_gen]
+        self.result["endpoints"] = self.endpoints(self.members_of(serving))
+        if not self.check_mode:
+            self.clean_secret_dirs()
+        if self.diff:
+            after = sorted(rollout.container_name(service, rollout.generation_of(c), int(c["labels"][rollout.LABEL_INDEX]))
+                           if (c["labels"].get(rollout.LABEL_INDEX) or "").isdigit() else c["name"]
+                           for c in names.values() if rollout.generation_of(c) != aborted)
+            self.result["diff"] = dict(before=dict(containers=sorted(c["name"] for c in found)), after=dict(containers=after))
+        return self.result
 
     def locked(self):
         p, service = self.p, self.p["service"]

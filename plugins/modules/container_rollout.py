@@ -31,8 +31,8 @@ description:
     Without O(checks) and O(healthcheck) that is the only gate, and the task warns.
   - B(One deploy at a time.) A deploy (O(phase=full) or V(deploy)) while an earlier
     O(phase=deploy) still waits for its O(phase=finalize) fails, naming both generations, and
-    changes nothing. Runs for the same service on one host take a lock and wait for each other
-    (O(lock_timeout)).
+    changes nothing; finish it with O(phase=finalize) or undo it with O(phase=abort). Runs for
+    the same service on one host take a lock and wait for each other (O(lock_timeout)).
   - B(Failures.) Every failure (Docker API errors included) fails the task with a message that
     ends with what the host holds (also in RV(host_state)), and RV(rolled_back) says whether new
     containers were removed. Until the new generation is gated the host keeps exactly the
@@ -78,8 +78,8 @@ options:
     description:
       - Image reference with a tag or a digest, for example C(registry.internal:5000/shop:1.4.2)
         or C(registry.internal:5000/shop@sha256:...).
+      - Required unless O(phase=abort), which does not use it.
     type: str
-    required: true
   pull:
     description:
       - V(missing) pulls only when the image is not present, V(always) every run (a failed pull
@@ -295,8 +295,15 @@ options:
       - V(full) deploys, gates and retires the old containers in one go.
       - V(deploy) deploys and gates, keeping the old containers for a load balancer switch.
       - V(finalize) retires the old containers and prunes images.
+      - V(abort) undoes a deploy: under the lock, it removes the generations that never passed
+        their gate and, when an older gated generation still runs (a O(phase=deploy) waiting for
+        its O(phase=finalize)), the newest one (after O(drain_delay), stopping gracefully), so
+        the host is back to what it ran before; RV(endpoints) are the remaining generation's.
+        Point the load balancer back at those first. A single gated generation is never
+        removed, so aborting again changes nothing. Only O(service) and the options of the lock,
+        the engine, O(stop_timeout) and O(drain_delay) are used.
     type: str
-    choices: [full, deploy, finalize]
+    choices: [full, deploy, finalize, abort]
     default: full
   docker_host:
     description: Docker API endpoint.
@@ -404,7 +411,9 @@ endpoints:
   elements: dict
   sample: [{container: shop-g4-0, host_ip: 127.0.0.1, ports: {"8000": 18002}}]
 retired:
-  description: Containers stopped and removed (in check mode, that would be).
+  description:
+    - Containers stopped and removed (in check mode, that would be).
+    - With O(phase=abort), those of the aborted generation.
   returned: always
   type: list
   elements: str
@@ -453,7 +462,7 @@ def argument_spec():
     spec["checks"] = dict(type="list", elements="dict", default=[])
     spec.update(
         service=dict(type="str", required=True),
-        image=dict(type="str", required=True),
+        image=dict(type="str"),
         pull=dict(type="str", choices=["missing", "always", "never"], default="missing"),
         registry_auth=dict(type="dict", options=dict(
             username=dict(type="str", required=True),
@@ -502,7 +511,7 @@ def argument_spec():
         stop_timeout=dict(type="int", default=10),
         drain_delay=dict(type="float", default=0),
         keep_images=dict(type="int", default=3),
-        phase=dict(type="str", choices=["full", "deploy", "finalize"], default="full"),
+        phase=dict(type="str", choices=["full", "deploy", "finalize", "abort"], default="full"),
         docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
         lock_dir=dict(type="path", default="/run/lock"),
         lock_timeout=dict(type="float", default=300),

@@ -181,6 +181,39 @@ def test_a_second_deploy_while_one_is_pending_fails_and_touches_nothing(api, par
     assert api.names() == before and exc.result["rolled_back"] is False
 
 
+def test_abort_undoes_a_pending_deploy_and_then_changes_nothing(api, params, gate):
+    first = run(params, checks=CHECKS)
+    run(params, checks=CHECKS, image="registry.test:5000/shop:2", phase="deploy")
+    assert "undo it with phase=abort" in fails(params, checks=CHECKS).msg
+    preview = run(params, check_mode=True, phase="abort")
+    assert preview["changed"] and preview["retired"] == ["shop-g2-0", "shop-g2-1"] and len(api.names()) == 4
+    events = []
+    api.faults["stop"] = lambda cid, **kw: events.append("stop")
+    result = run(params, phase="abort", image=None, drain_delay=2, sleep=lambda s: events.append(("sleep", s)))
+    assert result["changed"] and result["retired"] == ["shop-g2-0", "shop-g2-1"] and result["generation"] == 1
+    assert result["endpoints"] == first["endpoints"] and events == [("sleep", 2), "stop", "stop"]
+    assert api.names() == ["shop-g1-0", "shop-g1-1"]
+    again = run(params, phase="abort")
+    assert not again["changed"] and again["retired"] == [] and api.names() == ["shop-g1-0", "shop-g1-1"]
+    # The previous state is back: the old configuration is up to date, a new deploy goes ahead.
+    assert not run(params, checks=CHECKS)["changed"]
+    assert run(params, checks=CHECKS, image="registry.test:5000/shop:2")["generation"] == 2
+
+
+def test_abort_removes_an_ungated_leftover_and_never_the_only_generation(api, params, gate, monkeypatch):
+    run(params, checks=CHECKS, replicas=1)
+    monkeypatch.setattr(gate_loop, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    api.faults["remove_container"] = lambda cid, **kw: api_error(500, "engine busy")
+    with pytest.raises(RolloutFailed):
+        run(params, checks=CHECKS, replicas=1, image="registry.test:5000/shop:2")
+    api.faults.clear()
+    assert api.names() == ["shop-g1-0", "shop-g2-0-pending"]
+    result = run(params, phase="abort")
+    assert result["changed"] and result["discarded"] == ["shop-g2-0-pending"] and result["retired"] == []
+    assert api.names() == ["shop-g1-0"] and result["endpoints"][0]["container"] == "shop-g1-0"
+    assert "image is required" in fails(params, image=None).msg
+
+
 def test_port_clash_at_start_removes_the_new_container_and_keeps_the_old(api, params, gate):
     run(params, replicas=1)
     api.faults["start"] = lambda cid: api_error(500, "driver failed programming external connectivity: Bind for 127.0.0.1:18001 "
