@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import time
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -25,9 +26,27 @@ class LockTimeout(Exception):
     pass
 
 
+class UnsafeLockDir(Exception):
+    """The lock directory could be written by someone else (who could swap the lock file)."""
+
+
+def safe_directory(directory):
+    """Create ``directory`` (0700) if needed and check it is a real directory owned by this
+    user that neither group nor others may write; raises :class:`UnsafeLockDir` otherwise."""
+    if not os.path.lexists(directory):
+        os.makedirs(directory, 0o700)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise UnsafeLockDir("lock_dir %s must be a directory (not a symlink) owned by uid %d and writable by no one else "
+                            "(it is %s, uid %d, mode %04o)" % (directory, os.geteuid(), "a directory" if stat.S_ISDIR(info.st_mode)
+                                                                else "not a directory", info.st_uid, stat.S_IMODE(info.st_mode)))
+
+
 class ServiceLock(object):
     """An exclusive ``flock`` on ``DIR/keel-container-rollout-SERVICE.lock``, waited for up to
-    ``timeout`` seconds. The kernel drops it when the process ends, however it ends."""
+    ``timeout`` seconds. The kernel drops it when the process ends, however it ends. ``DIR``
+    must be this user's alone (see :func:`safe_directory`) and the file is opened without
+    following a symlink."""
 
     def __init__(self, directory, service, timeout, clock=time.monotonic, sleep=time.sleep):
         self.path = os.path.join(directory, "keel-container-rollout-%s.lock" % service)
@@ -36,7 +55,11 @@ class ServiceLock(object):
         self.waited = 0.0
 
     def acquire(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        safe_directory(os.path.dirname(self.path))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafeLockDir("%s is not a regular file" % self.path)
         start = self.clock()
         while True:
             try:

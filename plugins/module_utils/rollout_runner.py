@@ -192,6 +192,12 @@ class Runner(object):
         if not p["checks"] and not p["healthcheck"]:
             self.warn("container_rollout %s: neither checks nor healthcheck is set, so the only gate is that the new containers "
                       "still run %g s after their start; set checks to gate on the service answering." % (p["service"], SETTLE_SECONDS))
+        if not p["docker_host"].startswith("unix://"):
+            if p["secrets"]:
+                self.fail("secrets are files written on this host and bind-mounted by the engine, so docker_host must be this "
+                          "host's unix:// socket, not %s. %s" % (p["docker_host"], NOTHING_CHANGED), state=False)
+            self.warn("docker_host %s is not a local unix:// socket: the lock and the check that the new host ports are free "
+                      "only hold if this host is the Docker host." % p["docker_host"])
         if p["drain_delay"] < 0 or p["lock_timeout"] < 0:
             self.fail("drain_delay and lock_timeout must not be negative.", state=False)
         try:
@@ -530,7 +536,7 @@ class Runner(object):
         lock = rollout_host.ServiceLock(p["lock_dir"], p["service"], p["lock_timeout"])
         try:
             lock.acquire()
-        except (rollout_host.LockTimeout, OSError) as exc:
+        except (rollout_host.LockTimeout, rollout_host.UnsafeLockDir, OSError) as exc:
             self.fail("%s. %s" % (exc, NOTHING_CHANGED), state=False)
         try:
             return self.abort() if p["phase"] == "abort" else self.locked()

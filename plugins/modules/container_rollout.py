@@ -306,13 +306,21 @@ options:
     choices: [full, deploy, finalize, abort]
     default: full
   docker_host:
-    description: Docker API endpoint.
+    description:
+      - Docker API endpoint.
+      - With O(secrets) it must be a C(unix://) socket (the secret files are on this host);
+        any other endpoint fails the task before anything is changed. Without, it warns, as the
+        lock and the port check are local.
     type: str
     default: unix:///var/run/docker.sock
   lock_dir:
-    description: Directory of the per-service lock file C(keel-container-rollout-SERVICE.lock).
+    description:
+      - Directory of the per-service lock file C(keel-container-rollout-SERVICE.lock).
+      - Created with mode 0700 when missing. It must be a directory (not a symlink) owned by
+        the user the module runs as that neither group nor others may write, or the task fails
+        before anything is changed; the lock file is opened without following symlinks.
     type: path
-    default: /run/lock
+    default: /run/keel
   lock_timeout:
     description: Seconds to wait for another run on the same service to finish before failing.
     type: float
@@ -513,7 +521,7 @@ def argument_spec():
         keep_images=dict(type="int", default=3),
         phase=dict(type="str", choices=["full", "deploy", "finalize", "abort"], default="full"),
         docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
-        lock_dir=dict(type="path", default="/run/lock"),
+        lock_dir=dict(type="path", default="/run/keel"),
         lock_timeout=dict(type="float", default=300),
     )
     return spec

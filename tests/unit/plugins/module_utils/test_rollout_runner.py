@@ -340,6 +340,38 @@ def test_lock_the_second_run_waits_then_fails_and_touches_nothing(api, params, g
     assert api.names() == ["shop-g1-0", "shop-g1-1"]
 
 
+def test_the_lock_directory_must_be_private_and_the_lock_file_no_symlink(tmp_path):
+    rollout_host.ServiceLock(str(tmp_path / "new"), "shop", 0).acquire().release()
+    assert os.stat(str(tmp_path / "new")).st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(str(shared), 0o1777)
+    with pytest.raises(rollout_host.UnsafeLockDir) as exc:
+        rollout_host.ServiceLock(str(shared), "shop", 0).acquire()
+    assert "writable by no one else" in str(exc.value) and not os.listdir(str(shared))
+    os.symlink(str(tmp_path / "new"), str(tmp_path / "link"))
+    with pytest.raises(rollout_host.UnsafeLockDir):
+        rollout_host.ServiceLock(str(tmp_path / "link"), "shop", 0).acquire()
+    private = tmp_path / "private"
+    private.mkdir()
+    os.chmod(str(private), 0o700)
+    os.symlink(str(tmp_path / "victim"), str(private / "keel-container-rollout-shop.lock"))
+    with pytest.raises(OSError):
+        rollout_host.ServiceLock(str(private), "shop", 0).acquire()
+    assert not os.path.exists(str(tmp_path / "victim"))
+
+
+def test_a_remote_docker_host_is_refused_with_secrets_and_warned_about_without(api, params, gate, tmp_path):
+    exc = fails(params, checks=CHECKS, secrets={"db": "x"}, user="1000:1000", docker_host="tcp://10.0.0.9:2376")
+    assert "docker_host must be this host's unix:// socket" in exc.msg and api.calls == []
+    warnings = []
+    Runner(params(checks=CHECKS, docker_host="tcp://10.0.0.9:2376"), warn=warnings.append, sleep=lambda s: None).execute()
+    assert any("is not a local unix:// socket" in w for w in warnings)
+    os.chmod(str(tmp_path), 0o777)
+    exc = fails(params, checks=CHECKS, image="registry.test:5000/shop:2")
+    assert "writable by no one else" in exc.msg and "Nothing was changed" in exc.msg
+
+
 def test_lock_is_released_when_the_holder_ends(tmp_path):
     first = rollout_host.ServiceLock(str(tmp_path), "shop", 0).acquire()
     with pytest.raises(rollout_host.LockTimeout):
