@@ -36,6 +36,12 @@ options:
             through a proxy (see O(checks[].use_proxy)), and redirects are not followed.
           - Credentials in it (C(https://user:password@host/)) are sent as basic
             authentication and masked in the results and the output.
+          - In messages the URL is shown with every query value masked (C(?token=********)).
+            Values of query parameters whose names look secret (containing C(token), C(secret),
+            C(pass), C(pwd), C(key), C(auth), C(sig), C(cred), C(session) or C(code)) are also
+            masked wherever they appear in the results and the output.
+          - A malformed URL, one without a host name, or a port outside 1 to 65535 fails the
+            module before any check runs.
           - At most 1 MiB of the body is read.
         type: str
       method:

@@ -23,6 +23,7 @@ import json
 import math
 import netrc
 import os
+import re
 import signal
 import socket
 import ssl
@@ -110,14 +111,14 @@ def secret_values(opts):
             found.add(str(value))
     url = opts.get("url")
     if url:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            parts = None
-        if parts is not None and parts.password:
-            found.update((parts.password, unquote(parts.password)))
-            userinfo = parts.netloc.rsplit("@", 1)[0]
-            found.update((userinfo, unquote(userinfo)))
+        # Read without urlsplit, which refuses malformed URLs (their credentials are secret too).
+        userinfo, _host, query = _url_pieces(str(url))
+        if userinfo is not None and ":" in userinfo:
+            password = userinfo.split(":", 1)[1]
+            found.update((password, unquote(password), userinfo, unquote(userinfo)))
+        for key, value in _query_items(query):
+            if value and SECRET_QUERY_KEY.search(unquote(key)):
+                found.update((value, unquote(value), unquote(value.replace("+", " "))))
     # Values of one or two characters would garble every message and protect nothing.
     return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
 
@@ -144,16 +145,63 @@ def _guarded(run, opts):
     return guarded
 
 
+# Query parameters whose values are also masked wherever they appear (not only in the URL).
+SECRET_QUERY_KEY = re.compile(r"(?i)(token|secret|pass|pwd|key|auth|sig|cred|session|code)")
+
+
+def _url_pieces(url):
+    """``(userinfo or None, host part, query or None)`` of a URL, read the way urlsplit splits it
+    but without validating anything (malformed URLs are masked too)."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    rest = rest.split("#", 1)[0]
+    end = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0] or [len(rest)])
+    netloc = rest[:end]
+    query = rest.split("?", 1)[1] if "?" in rest else None
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        return userinfo, host, query
+    return None, netloc, query
+
+
+def _query_items(query):
+    for item in (query or "").split("&"):
+        if item:
+            key, _sep, value = item.partition("=")
+            yield key, value
+
+
 def redact_url(url):
-    """The URL with any password replaced by ``********`` (for messages)."""
+    """The URL for messages: any password and every query value (tokens travel there) replaced by
+    ``********``, the fragment dropped. Malformed URLs are masked the same way."""
+    url = str(url)
+    userinfo, _host, query = _url_pieces(url)
+    scheme_end = url.find("://") + 3 if "://" in url else 0
+    head, tail = url[:scheme_end], url[scheme_end:]
+    if userinfo is not None and ":" in userinfo:
+        tail = "%s:%s@%s" % (userinfo.split(":", 1)[0], MASK, tail[len(userinfo) + 1:])
+    tail = tail.split("#", 1)[0]
+    if query is not None:
+        masked = "&".join("%s=%s" % (key, MASK) if sep else MASK
+                          for key, sep, _value in (item.partition("=") for item in query.split("&") if item))
+        tail = tail.split("?", 1)[0] + "?" + masked
+    return head + tail
+
+
+def _url_problem(url):
+    """Why ``url`` cannot be requested (malformed, bad scheme, no host, bad port), or None."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc="%s:%s@%s" % (parts.username, MASK, host)).geturl()
+        port = parts.port
+    except ValueError as exc:
+        # urlsplit's messages quote no part of the URL except a bad port, which is no secret.
+        return "url %s is malformed: %s" % (redact_url(url), exc)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "url must start with http:// or https://"
+    if not parts.hostname:
+        return "url %s has no host name" % redact_url(url)
+    if port is not None and not 0 < port < 65536:
+        return "url %s: port %d is not between 1 and 65535" % (redact_url(url), port)
+    return None
 
 
 # ---------------------------------------------------------------- http
@@ -725,10 +773,14 @@ def build(checks, check_mode=False):
             raise CheckConfigError("checks[%d] (%s): role %r does not apply to a %s check" % (index, name, role, kind))
         if opts.get("timeout") is None or opts["timeout"] <= 0:
             raise CheckConfigError("checks[%d] (%s): timeout must be more than 0 seconds" % (index, name))
+        for key in ("port", "primary_port"):
+            if opts.get(key) is not None and not 0 < opts[key] < 65536:
+                raise CheckConfigError("checks[%d] (%s): %s %d is not between 1 and 65535" % (index, name, key, opts[key]))
         if kind == "http":
+            problem = _url_problem(opts["url"])
+            if problem:
+                raise CheckConfigError("checks[%d] (%s): %s" % (index, name, problem))
             scheme = urlsplit(opts["url"]).scheme.lower()
-            if scheme not in ("http", "https"):
-                raise CheckConfigError("checks[%d] (%s): url must start with http:// or https://" % (index, name))
             if scheme == "https" and opts.get("host_header") and opts.get("use_proxy"):
                 raise CheckConfigError("checks[%d] (%s): host_header on an https URL sets the TLS server name, which is"
                                        " not possible through a proxy; drop use_proxy or host_header" % (index, name))

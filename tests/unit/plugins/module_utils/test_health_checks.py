@@ -331,6 +331,36 @@ def test_secrets_are_masked_in_outcomes():
     assert outcome.value == "echo ********" and outcome.error == "auth ******** refused"
 
 
+@pytest.mark.parametrize("url,message", [
+    ("http://admin:zq-pw-1@[::1/h", "is malformed: Invalid IPv6 URL"),
+    ("http://admin:zq-pw-1@host:99999/h", "is malformed: Port out of range"),
+    ("http://admin:zq-pw-1@host:port/h", "is malformed: Port could not be cast"),
+    ("http://admin:zq-pw-1@host:0/h", "port 0 is not between 1 and 65535"),
+    ("http:///health", "has no host name"),
+])
+def test_malformed_urls_and_bad_ports_are_refused_before_the_gate(url, message):
+    # Failed before: ValueError from urlsplit (a traceback) or a bad port retried until the timeout.
+    with pytest.raises(hc.CheckConfigError, match=message) as info:
+        hc.build([opts(type="http", url=url)])
+    assert "zq-pw-1" not in str(info.value) and "checks[0] (http[0])" in str(info.value)
+    assert set(hc.secret_values(opts(url=url))) >= ({"zq-pw-1"} if "zq-pw-1" in url else set())
+
+
+@pytest.mark.parametrize("key", ["port", "primary_port"])
+def test_ports_out_of_range_are_refused(key):
+    with pytest.raises(hc.CheckConfigError, match="%s 70000 is not between 1 and 65535" % key):
+        hc.build([opts(type="tcp", host="x", **dict({"port": 1}, **{key: 70000}))])
+
+
+def test_query_values_are_masked_in_reported_urls():
+    # Failed before: only user:password was masked; ?token=... appeared in messages.
+    url = "http://mon:pw-123@127.0.0.1:9/health?access_token=tq-tok-777&verbose&format=json#frag"
+    assert hc.redact_url(url) == "http://mon:********@127.0.0.1:9/health?access_token=********&********&format=********"
+    assert "tq-tok-777" in hc.secret_values(opts(url=url)) and "json" not in hc.secret_values(opts(url=url))
+    outcome = hc.http_check(opts(type="http", url=url))(budget=1)
+    assert not outcome.ok and "tq-tok-777" not in outcome.error and "access_token=********" in outcome.error
+
+
 def test_http_checks_refuse_other_schemes_and_sni_through_a_proxy():
     with pytest.raises(hc.CheckConfigError, match="url must start with http"):
         hc.build([opts(type="http", url="ftp://x/")])
