@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import datetime
 import fnmatch
+import heapq
 import itertools
 import os
 import re
@@ -226,8 +227,6 @@ class S3Store(object):
         self.glob = glob
         self.versions = versions
         self.requests = {"list": 0, "delete": 0}
-        # versions=delete: for each artifact, its [(version ID, size)] (delete markers have size 0).
-        self._version_ids = {}
         # Keys whose current version is a delete marker: not artifacts, left alone.
         self.hidden = 0
 
@@ -276,14 +275,11 @@ class S3Store(object):
                                    % (self.where(), token[:80], self.requests["list"]))
             seen.add(token)
 
-    def _list_versions(self):
-        """Every version and delete marker in the folder; one record per key whose current version is data.
-
-        The record's time is the current version's, its size the sum of all the key's versions
-        (what deleting them frees).
-        """
-        current, ids = {}, self._version_ids
+    def _version_pages(self):
+        """Every version and delete marker in the folder, in key order, as
+        ``(name, version ID, size, is_marker, is_latest, LastModified)``; a key's entries are adjacent."""
         key_marker = version_marker = None
+        last_key = None
         while True:
             kwargs = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/", "MaxKeys": 1000}
             if key_marker:
@@ -295,16 +291,22 @@ class S3Store(object):
                 page = self.client.list_object_versions(**kwargs)
             except Exception as exc:
                 raise StorageError("cannot list the versions in %s: %s" % (self.where(), _s3_error(exc)))
-            for entry, is_marker in [(v, False) for v in page.get("Versions") or ()] + [(m, True) for m in page.get("DeleteMarkers") or ()]:
-                name = entry["Key"][len(self.prefix):]
+            # Versions and delete markers come in two lists, each in key order: merged back into one.
+            entries = heapq.merge(((v["Key"], False, v) for v in page.get("Versions") or ()),
+                                  ((m["Key"], True, m) for m in page.get("DeleteMarkers") or ()),
+                                  key=lambda item: item[0])
+            for key, is_marker, entry in entries:
+                if last_key is not None and key < last_key:
+                    # Records are built key by key; a listing out of order would split or lose keys.
+                    raise StorageError("version listing of %s is not in key order (%r after %r)" % (self.where(), key[:200], last_key[:200]))
+                last_key = key
+                name = key[len(self.prefix):]
                 if not name or not fnmatch.fnmatchcase(name, self.glob):
                     continue
-                size = 0 if is_marker else entry.get("Size", 0)
-                ids.setdefault(name, []).append((entry.get("VersionId") or "null", size))
-                if entry.get("IsLatest"):
-                    current[name] = None if is_marker else entry["LastModified"]
+                yield (name, entry.get("VersionId") or "null", 0 if is_marker else entry.get("Size", 0), is_marker,
+                       bool(entry.get("IsLatest")), entry.get("LastModified"))
             if not page.get("IsTruncated"):
-                break
+                return
             previous = (key_marker, version_marker)
             key_marker, version_marker = page.get("NextKeyMarker"), page.get("NextVersionIdMarker")
             if not key_marker:
@@ -313,14 +315,27 @@ class S3Store(object):
                 # Markers only move forward (keys in order); one that stands still or goes back would loop forever.
                 raise StorageError("version listing of %s makes no progress (key marker %r after %r); stopped instead of looping"
                                    % (self.where(), key_marker[:200], (previous[0] or "")[:200]))
-        for name in sorted(ids):
-            when = current.get(name)
-            if when is None:
+
+    def _version_groups(self):
+        """``(name, [(version ID, size, is_marker, is_latest, LastModified)])`` per key, in key order;
+        only one key's versions are held at a time."""
+        for name, group in itertools.groupby(self._version_pages(), key=lambda entry: entry[0]):
+            yield name, [entry[1:] for entry in group]
+
+    def _list_versions(self):
+        """One record per key whose current version is data, in key order, streamed.
+
+        The record's time is the current version's, its size the sum of all the key's versions
+        (what deleting them frees). Version IDs are not kept: a delete lists the versions again
+        (see :meth:`_delete_versions`), so memory is what the plain listing needs.
+        """
+        for name, versions in self._version_groups():
+            current = [v for v in versions if v[3]]
+            if not current or current[0][2]:
                 # Its current version is a delete marker (or the listing showed no current version).
                 self.hidden += 1
-                del ids[name]
                 continue
-            yield name, when, sum(size for _vid, size in ids[name])
+            yield name, current[0][4], sum(v[1] for v in versions)
 
     def delete(self, names, sizes=None, record_names=True):
         """Delete in batches of 1000 keys (or versions); return a :class:`DeleteReport`.
@@ -330,7 +345,7 @@ class S3Store(object):
         """
         report = DeleteReport(record_names)
         if self.versions == "delete":
-            self._delete_versions(list(names), report)
+            self._delete_versions(names, sizes, report)
         else:
             self._delete_current(names, sizes, report)
         return report
@@ -378,37 +393,107 @@ class S3Store(object):
             if failed:
                 self._fail_batch(report, len(batch))
 
-    def _delete_versions(self, names, report):
-        # A batch holds up to 1000 versions; an artifact's versions may straddle two batches,
-        # so an artifact counts as deleted once all its versions are gone.
-        pending = []  # (name, version ID, size)
-        remaining, position_of = {}, {}
-        for position, name in enumerate(names):
-            versions = self._version_ids.get(name) or [("null", 0)]
-            remaining[name] = len(versions)
-            position_of[name] = position
-            pending.extend((name, vid, size) for vid, size in versions)
-        failed = {}
-        for start in range(0, len(pending), S3_DELETE_BATCH):
-            batch = pending[start:start + S3_DELETE_BATCH]
-            objects = [{"Key": self.prefix + n, "VersionId": vid} for n, vid, _size in batch]
-            response = self._request(objects, True, report, [n for n in _unique(n for n, _v, _s in batch) if n not in failed])
-            errors = dict(
-                ((e.get("Key", "")[len(self.prefix):], e.get("VersionId") or "null"), "%s: %s" % (e.get("Code"), e.get("Message")))
-                for e in response.get("Errors") or ()
-            )
-            for name, vid, size in batch:
-                if (name, vid) in errors:
-                    failed.setdefault(name, "version %s: %s" % (vid, errors[(name, vid)]))
-                    continue
-                report.bytes_freed += size
-                report.versions_deleted += 1
-                remaining[name] -= 1
-                if remaining[name] == 0 and name not in failed:
-                    report.add(position_of[name], name, 0)
-            if errors:
-                report.failed.extend({"name": n, "error": failed[n]} for n in _unique(n for n, _v, _s in batch) if n in failed)
-                self._fail_batch(report, len(batch))
+    def _delete_versions(self, names, sizes, report):
+        """Delete every version and delete marker of ``names``, found by listing the versions again.
+
+        ``names`` in key order (as listed) are matched against the second listing as it streams
+        (nothing more is held); in any other order they are looked up in a dict. ``sizes`` (what
+        the first listing saw: the sum of the key's versions) guard against deleting a version
+        written since: a key whose versions add up differently is not deleted and is reported.
+        A name no longer listed was deleted by someone else: it counts as deleted, freeing nothing.
+
+        A batch holds up to 1000 versions; an artifact's versions may straddle two batches, so an
+        artifact counts as deleted once all its versions are gone.
+        """
+        wanted = _Wanted(names, sizes)
+        self._batch, self._in_flight, self._failed = [], {}, {}
+        for name, versions in self._version_groups():
+            found = wanted.find(name)
+            if found is None:
+                continue
+            position, listed_size = found
+            total = sum(v[1] for v in versions)
+            if listed_size is not None and total != listed_size:
+                report.failed.append({"name": name, "error": "changed since it was listed (its versions hold %d bytes, %d when listed);"
+                                      " not deleted" % (total, listed_size)})
+                continue
+            self._in_flight[name] = [position, len(versions)]
+            for vid, size, _marker, _latest, _when in versions:
+                self._batch.append((name, vid, size))
+                if len(self._batch) == S3_DELETE_BATCH:
+                    self._send_versions(report)
+        if self._batch:
+            self._send_versions(report)
+        for position, name in wanted.missing():
+            report.add(position, name, 0)
+        if report.failed:
+            self._fail_batch(report, len(report.failed))
+
+    def _send_versions(self, report):
+        batch, self._batch = self._batch, []
+        objects = [{"Key": self.prefix + n, "VersionId": vid} for n, vid, _size in batch]
+        failed = self._failed
+        response = self._request(objects, True, report, [n for n in _unique(n for n, _v, _s in batch) if n not in failed])
+        errors = dict(
+            ((e.get("Key", "")[len(self.prefix):], e.get("VersionId") or "null"), "%s: %s" % (e.get("Code"), e.get("Message")))
+            for e in response.get("Errors") or ()
+        )
+        for name, vid, size in batch:
+            if (name, vid) in errors:
+                failed.setdefault(name, "version %s: %s" % (vid, errors[(name, vid)]))
+                continue
+            report.bytes_freed += size
+            report.versions_deleted += 1
+            state = self._in_flight[name]
+            state[1] -= 1
+            if state[1] == 0:
+                del self._in_flight[name]
+                if name not in failed:
+                    report.add(state[0], name, 0)
+        if errors:
+            report.failed.extend({"name": n, "error": failed[n]} for n in _unique(n for n, _v, _s in batch) if n in failed)
+            self._fail_batch(report, len(batch))
+
+
+class _Wanted(object):
+    """The names to delete with their positions and sizes, matched against a listing in key order.
+
+    They are held compactly (a :class:`Names` buffer and an array of sizes, about 40 bytes a name).
+    Given in key order (as the store lists them) they are matched by walking along the listing;
+    in any other order, through a dict.
+    """
+
+    def __init__(self, names, sizes):
+        self.names = Names()
+        self.sizes = array.array("q")
+        ordered, previous = True, None
+        for name, size in zip(names, sizes if sizes is not None else itertools.repeat(-1)):
+            if previous is not None and name <= previous:
+                ordered = False
+            previous = name
+            self.names.append(name)
+            self.sizes.append(-1 if size is None else size)
+        self.found = bytearray(len(self.names))
+        self.index = None if ordered else dict((name, i) for i, name in enumerate(self.names))
+        self.cursor = 0
+
+    def find(self, name):
+        """``(position, size or None)`` when ``name`` is to be deleted, else None."""
+        if self.index is not None:
+            position = self.index.get(name)
+        else:
+            while self.cursor < len(self.names) and self.names[self.cursor] < name:
+                self.cursor += 1
+            position = self.cursor if self.cursor < len(self.names) and self.names[self.cursor] == name else None
+        if position is None or self.found[position]:
+            return None
+        self.found[position] = 1
+        size = self.sizes[position]
+        return position, (None if size < 0 else size)
+
+    def missing(self):
+        """``(position, name)`` of the wanted names the listing did not show."""
+        return [(i, self.names[i]) for i in range(len(self.names)) if not self.found[i]]
 
 
 def _unique(items):

@@ -106,6 +106,10 @@ options:
       - C(delete) lists every version and delete marker of each artifact to delete and deletes them all by version ID,
         which frees the space for good (RV(versions.versions_deleted)). Keys whose current version is already a delete
         marker are not artifacts and are left alone (RV(versions.hidden)).
+      - With C(delete) the versions are listed twice, streaming, so no version IDs are held (about 70 bytes an
+        artifact, as with C(markers)); once to plan, and again when deleting, for the keys to delete only. A key whose
+        versions add up to a different size in the second listing (a version written since) is not deleted and is
+        reported in RV(not_deleted); a key gone by then counts as deleted and frees nothing.
     type: str
     choices: [markers, delete]
     default: markers
@@ -584,22 +588,34 @@ def main():
             )
 
     report = None
+    delete_order = to_delete
+    if is_s3 and params["s3_versions"] == "delete" and to_delete:
+        # The store finds the versions by listing again, in key order, and walks the names along it:
+        # they go in the listing's order (the artifacts' own), so it holds no lookup table.
+        marked = bytearray(len(names))
+        for i in to_delete:
+            marked[i] = 1
+        delete_order = array.array("l", (i for i in range(len(names)) if marked[i]))
+        del marked
     if to_delete and not module.check_mode:
         # Generators: a million names are not copied into another list.
-        delete_names = (names[i] for i in to_delete)
-        delete_sizes = (sizes[i] for i in to_delete)
+        delete_names = (names[i] for i in delete_order)
+        delete_sizes = (sizes[i] for i in delete_order)
         try:
             report = store.delete(delete_names, delete_sizes, record_names=False)
         except StorageError as exc:
             report = getattr(exc, "report", None) or DeleteReport()
             finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full,
-                   error="deleting old backups failed: %s" % exc)
+                   error="deleting old backups failed: %s" % exc, delete_order=delete_order)
         del delete_names, delete_sizes
     finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full)
 
 
-def finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full, error=None):
-    """Fill in what was really deleted and freed, then exit (or fail with ``error``)."""
+def finish(module, store, result, found, decision, to_delete, report, planned_bytes, status, full, error=None, delete_order=None):
+    """Fill in what was really deleted and freed, then exit (or fail with ``error``).
+
+    ``delete_order``: the artifacts in the order given to the store (``to_delete`` unless said).
+    """
     params = module.params
     is_s3 = bool(params["s3"])
     markers = versions_deleted = 0
@@ -613,8 +629,12 @@ def finish(module, store, result, found, decision, to_delete, report, planned_by
         result["bytes_freed"] = report.bytes_freed
         markers, versions_deleted = report.markers, report.versions_deleted
         if error:
-            # What was really deleted: the positions (in to_delete) the store reports.
-            gone = array.array("l", (to_delete[p] for p in report.positions))
+            # What was really deleted: the positions (in delete_order) the store reports, in the plan's order.
+            delete_order = to_delete if delete_order is None else delete_order
+            gone_mark = bytearray(len(found.names))
+            for p in report.positions:
+                gone_mark[delete_order[p]] = 1
+            gone = array.array("l", (i for i in to_delete if gone_mark[i]))
             result["changed"] = bool(gone)
             result["counts"]["deleted"] = len(gone)
             if full:
