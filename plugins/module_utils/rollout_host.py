@@ -37,9 +37,9 @@ def safe_directory(directory):
         os.makedirs(directory, 0o700)
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a directory"
         raise UnsafeLockDir("lock_dir %s must be a directory (not a symlink) owned by uid %d and writable by no one else "
-                            "(it is %s, uid %d, mode %04o)" % (directory, os.geteuid(), "a directory" if stat.S_ISDIR(info.st_mode)
-                                                                else "not a directory", info.st_uid, stat.S_IMODE(info.st_mode)))
+                            "(it is %s, uid %d, mode %04o)" % (directory, os.geteuid(), kind, info.st_uid, stat.S_IMODE(info.st_mode)))
 
 
 class ServiceLock(object):

@@ -83,8 +83,9 @@ def check_secret_values(checks):
         if isinstance(spec, dict):
             values.update(str(spec[k]) for k in secret_keys if spec.get(k) not in (None, ""))
             try:
-                values.update(secret_values(dict(spec, headers=spec.get("headers") if isinstance(spec.get("headers"), dict) else None,
-                                                  url=spec.get("url") if isinstance(spec.get("url"), str) else None)))
+                headers = spec.get("headers") if isinstance(spec.get("headers"), dict) else None
+                url = spec.get("url") if isinstance(spec.get("url"), str) else None
+                values.update(secret_values(dict(spec, headers=headers, url=url)))
             except (TypeError, ValueError, AttributeError):  # a malformed template: validate() refuses it
                 pass
     return values
@@ -386,8 +387,8 @@ class Runner(object):
         for m in members:
             state = self.engine.state(m["id"], m["name"])
             if not state["running"] or state["restarting"] or state["restarts"]:
-                down.append("%s (%s%s, exit code %s)" % (m["final"], state["status"],
-                                                          ", %d restart(s)" % state["restarts"] if state["restarts"] else "", state["exit_code"]))
+                restarts = ", %d restart(s)" % state["restarts"] if state["restarts"] else ""
+                down.append("%s (%s%s, exit code %s)" % (m["final"], state["status"], restarts, state["exit_code"]))
         return down
 
     def gate_and_record(self, generation, members):
@@ -495,8 +496,8 @@ class Runner(object):
                 self.engine.remove(c["id"], c["name"])
             except EngineError as exc:
                 self.result["retired"] = sorted(done)
-                self.fail("%s: %s. Retired: %s." % (failure or "generation %d is gated and serving, but retiring the old containers failed"
-                                                     % serving_generation, exc, ", ".join(done) or "none"))
+                what = failure or "generation %d is gated and serving, but retiring the old containers failed" % serving_generation
+                self.fail("%s: %s. Retired: %s." % (what, exc, ", ".join(done) or "none"))
             done.append(c["name"])
         self.result["retired"] = sorted(done)
         for generation in sorted(set(rollout.generation_of(c) for c in containers)):

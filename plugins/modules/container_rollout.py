@@ -295,7 +295,7 @@ options:
       - V(full) deploys, gates and retires the old containers in one go.
       - V(deploy) deploys and gates, keeping the old containers for a load balancer switch.
       - V(finalize) retires the old containers and prunes images.
-      - V(abort) undoes a deploy: under the lock, it removes the generations that never passed
+      - V(abort) undoes a deploy. Under the lock, it removes the generations that never passed
         their gate and, when an older gated generation still runs (a O(phase=deploy) waiting for
         its O(phase=finalize)), the newest one (after O(drain_delay), stopping gracefully), so
         the host is back to what it ran before; RV(endpoints) are the remaining generation's.

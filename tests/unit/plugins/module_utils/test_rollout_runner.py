@@ -202,7 +202,11 @@ def test_abort_undoes_a_pending_deploy_and_then_changes_nothing(api, params, gat
 
 def test_abort_removes_an_ungated_leftover_and_never_the_only_generation(api, params, gate, monkeypatch):
     run(params, checks=CHECKS, replicas=1)
-    monkeypatch.setattr(gate_loop, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def killed(*_args):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(gate_loop, "run", killed)
     api.faults["remove_container"] = lambda cid, **kw: api_error(500, "engine busy")
     with pytest.raises(RolloutFailed):
         run(params, checks=CHECKS, replicas=1, image="registry.test:5000/shop:2")
