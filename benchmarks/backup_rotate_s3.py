@@ -17,8 +17,11 @@ Backends, named in every row:
   generated key space. boto3 signs, sends and parses every request and page exactly as against
   S3; only the storage is not real.
 
-Usage: .venv/bin/python benchmarks/backup_rotate_s3.py [BACKEND:SIZE:OUTPUT ...]
+Usage: .venv/bin/python benchmarks/backup_rotate_s3.py [BACKEND:SIZE:OUTPUT[:VERSIONS] ...]
        default: seaweedfs:100000:summary fake-http:100000:full fake-http:100000:summary fake-http:1000000:summary
+                fake-http:1000000:summary:delete
+VERSIONS is ``s3_versions`` (``markers``, the default, or ``delete``: a versioned bucket, every
+version listed, twice, and deleted by version ID; fake-http only).
 Figures only; nothing is asserted.
 """
 
@@ -50,7 +53,8 @@ LAUNCHER = (
     "_pid, status, usage = os.wait4(proc.pid, 0)\n"
     "open(sys.argv[1], 'w').write('%d %d' % (usage.ru_maxrss, os.waitstatus_to_exitcode(status)))\n"
 )
-DEFAULT = ["seaweedfs:100000:summary", "fake-http:100000:full", "fake-http:100000:summary", "fake-http:1000000:summary"]
+DEFAULT = ["seaweedfs:100000:summary", "fake-http:100000:full", "fake-http:100000:summary", "fake-http:1000000:summary",
+           "fake-http:1000000:summary:delete"]
 
 
 class KeySpace(object):
@@ -69,12 +73,13 @@ class KeySpace(object):
         return int((when - self.start).total_seconds()) // int(STEP.total_seconds())
 
 
-def run_module(endpoint, prefix, output):
+def run_module(endpoint, prefix, output, versions="markers"):
     """Run the module in its own process; return (wall s, peak RSS bytes, result)."""
     args = {
         "s3": {"bucket": BUCKET, "prefix": prefix, "endpoint_url": endpoint, "path_style": True,
                "access_key": "keel-test", "secret_key": "keel-test-secret"},
         "timestamp_from": "name", "name_pattern": PATTERN, "name_time_format": FORMAT, "output": output,
+        "s3_versions": versions,
     }
     args.update(POLICY)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -101,14 +106,14 @@ def run_module(endpoint, prefix, output):
     return wall, maxrss_kib * 1024, result
 
 
-HEADER = "%-10s %9s  %-8s %8s %9s %7s %9s %10s %9s %10s" % (
-    "backend", "objects", "output", "wall s", "requests", "list", "delete", "peak RSS", "deleted", "result")
-ROW = "%-10s %9d  %-8s %8.1f %9d %7d %9d %7.0f MiB %9d %8.0f KiB"
+HEADER = "%-10s %9s  %-8s %-8s %8s %9s %7s %9s %10s %9s %10s" % (
+    "backend", "objects", "output", "versions", "wall s", "requests", "list", "delete", "peak RSS", "deleted", "result")
+ROW = "%-10s %9d  %-8s %-8s %8.1f %9d %7d %9d %7.0f MiB %9d %8.0f KiB"
 
 
-def row(backend, size, output, wall, rss, result):
+def row(backend, size, output, versions, wall, rss, result):
     requests = result["requests"]
-    return ROW % (backend, size, output, wall, sum(requests.values()), requests.get("list", 0), requests.get("delete", 0),
+    return ROW % (backend, size, output, versions, wall, sum(requests.values()), requests.get("list", 0), requests.get("delete", 0),
                   rss / 1048576.0, result["counts"]["deleted"], result["_output_bytes"] / 1024.0)
 
 
@@ -118,9 +123,13 @@ def main():
     print(HEADER, flush=True)
     weed = None
     try:
-        for backend, size, output in runs:
+        for spec in runs:
+            backend, size, output = spec[:3]
+            versions = spec[3] if len(spec) > 3 else "markers"
             size = int(size)
             prefix = "%s-%d-%s/" % (backend, size, output)
+            if versions != "markers" and backend != "fake-http":
+                raise SystemExit("s3_versions=%s is measured against fake-http only" % versions)
             space = KeySpace(prefix, size)
             if backend == "seaweedfs":
                 if weed is None:
@@ -132,13 +141,14 @@ def main():
                 print("  (filled SeaweedFS with %d objects in %.0f s)" % (size, time.perf_counter() - started), flush=True)
                 wall, rss, result = run_module(endpoint, prefix, output)
             elif backend == "fake-http":
-                with GeneratedS3Server(BUCKET, space.key, space.index, size) as server:
-                    wall, rss, result = run_module(server.endpoint, prefix, output)
+                with GeneratedS3Server(BUCKET, space.key, space.index, size,
+                                       versioning="Enabled" if versions == "delete" else None) as server:
+                    wall, rss, result = run_module(server.endpoint, prefix, output, versions)
                     assert server.requests["list"] == result["requests"]["list"]
                     assert server.remaining() == result["counts"]["kept"]
             else:
                 raise SystemExit("unknown backend %r (seaweedfs, fake-http)" % backend)
-            rows.append(row(backend, size, output, wall, rss, result))
+            rows.append(row(backend, size, output, versions, wall, rss, result))
             print(rows[-1], flush=True)
     finally:
         if weed is not None:

@@ -223,6 +223,8 @@ class GeneratedS3Server(object):
                     return self.reply(200, server.versioning_xml())
                 if params.get("list-type") == ["2"]:
                     return self.reply(200, server.list_xml(params))
+                if "versions" in params:
+                    return self.reply(200, server.list_versions_xml(params))
                 return self.reply(400, error_xml("NotImplemented", "not in this fake"))
 
             def do_POST(self):
@@ -283,16 +285,53 @@ class GeneratedS3Server(object):
                                      "".join(contents), token)
         )
 
+    def list_versions_xml(self, params):
+        """ListObjectVersions: one version per object (``v<i>``, current), 1000 a page, after ``key-marker``."""
+        with self.lock:
+            self.requests["list"] += 1
+        prefix = params.get("prefix", [""])[0]
+        max_keys = min(int(params.get("max-keys", ["1000"])[0]), 1000)
+        marker = params.get("key-marker", [""])[0]
+        i = self.index(marker) + 1 if marker else 0
+        versions = []
+        last = None
+        while i < self.count and len(versions) < max_keys:
+            key = self.key(i)
+            if not self.deleted[i] and key.startswith(prefix):
+                versions.append(
+                    "<Version><Key>%s</Key><VersionId>v%d</VersionId><IsLatest>true</IsLatest><LastModified>%s</LastModified>"
+                    "<ETag>&quot;0&quot;</ETag><Size>%d</Size><StorageClass>STANDARD</StorageClass></Version>"
+                    % (escape(key), i, self.modified, self.size)
+                )
+                last = (key, i)
+            i += 1
+        truncated = i < self.count
+        markers = ""
+        if truncated:
+            key = last[0] if last else self.key(i - 1)
+            markers = "<NextKeyMarker>%s</NextKeyMarker><NextVersionIdMarker>v%d</NextVersionIdMarker>" % (escape(key), self.index(key))
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?><ListVersionsResult><Name>%s</Name><Prefix>%s</Prefix>'
+            "<MaxKeys>%d</MaxKeys><Delimiter>/</Delimiter><IsTruncated>%s</IsTruncated>%s%s</ListVersionsResult>"
+            % (self.bucket, escape(prefix), max_keys, "true" if truncated else "false", markers, "".join(versions))
+        )
+
     def delete_xml(self, body):
         with self.lock:
             self.requests["delete"] += 1
         if self.refuse_deletes:
             return 403, error_xml("AccessDenied", "Access Denied")
-        keys = [unescape_xml(k) for k in re.findall(r"<Key>(.*?)</Key>", body)]
+        objects = re.findall(r"<Object>(.*?)</Object>", body, re.S)
         quiet = "<Quiet>true</Quiet>" in body
         out = []
-        for key in keys:
+        for obj in objects:
+            key = unescape_xml(re.search(r"<Key>(.*?)</Key>", obj).group(1))
+            vid = re.search(r"<VersionId>(.*?)</VersionId>", obj)
             self.deleted[self.index(key)] = 1
+            if vid:
+                # By version ID: that version is gone for good (each object has one).
+                out.append("<Deleted><Key>%s</Key><VersionId>%s</VersionId></Deleted>" % (escape(key), escape(vid.group(1))))
+                continue
             if self.versioning:
                 out.append("<Deleted><Key>%s</Key><DeleteMarker>true</DeleteMarker>"
                            "<DeleteMarkerVersionId>m%d</DeleteMarkerVersionId></Deleted>" % (escape(key), self.index(key)))
