@@ -159,13 +159,6 @@ options:
             than this. A replica with nothing left to replay (by the same comparison as
             O(checks[].max_lag_bytes)) has no lag, however long the primary has been idle.
           - The WAL receiver must be streaming, as for O(checks[].max_lag_bytes).
-          - With O(checks[].primary_host), the seconds are the primary's own measure for this
-            replica when it can be read (C(pg_stat_replication.replay_lag); the user needs
-            C(pg_monitor) on the primary). The replica's row is found by the C(application_name)
-            in its C(primary_conninfo), else its C(cluster_name), else by the addresses
-            O(checks[].host) resolves to. It does not flap on a quiet primary, where the time since
-            the last replayed transaction can be long while only a few bytes are outstanding.
-            Without a single matching row, that time since the last replayed transaction is used.
         type: float
       primary_host:
         description:

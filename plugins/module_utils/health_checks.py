@@ -401,11 +401,6 @@ REPLICA_QUERY = (
     " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END"
 )
 PRIMARY_QUERY = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END"
-# The primary's own measure of each standby's lag (NULL once a standby has caught up and the
-# primary is idle); visible with pg_monitor (or pg_read_all_stats).
-REPLICATION_QUERY = "SELECT application_name, client_addr::text, EXTRACT(EPOCH FROM replay_lag)::float FROM pg_stat_replication"
-# How the replica names itself to the primary: application_name in its primary_conninfo, else cluster_name.
-REPLICA_NAME_QUERY = "SELECT current_setting('cluster_name'), (SELECT conninfo FROM pg_stat_wal_receiver LIMIT 1)"
 
 
 def lsn_to_int(lsn):
@@ -431,59 +426,17 @@ def _pg_connect(pg, opts, host, port, timeout):
     return pg.connect(**kwargs)
 
 
-def _primary_state(pg, opts, timeout, want_lag):
-    """``(in_recovery, current LSN, pg_stat_replication rows or None)`` of the primary; the rows
-    only when ``want_lag`` and readable (they are an improvement, never a requirement)."""
-    conn = _pg_connect(pg, opts, opts["primary_host"], opts.get("primary_port") or opts.get("port"), timeout)
+def _pg_query(pg, opts, host, port, timeout, sql):
+    conn = _pg_connect(pg, opts, host, port, timeout)
     try:
         cur = conn.cursor()
-        cur.execute(PRIMARY_QUERY)
-        recovery, lsn = cur.fetchone()[:2]
-        rows = None
-        if want_lag and not recovery:
-            try:
-                cur.execute(REPLICATION_QUERY)
-                rows = [tuple(r) for r in cur.fetchall()]
-            except Exception:
-                rows = None
-        return recovery, lsn, rows
+        cur.execute(sql)
+        return cur.fetchone()
     finally:
         conn.close()
 
 
-def _conninfo_application_name(conninfo):
-    for part in (conninfo or "").split():
-        key, sep, value = part.partition("=")
-        if sep and key == "application_name":
-            return value.strip("'")
-    return None
-
-
-def _replica_addresses(host):
-    try:
-        return set(info[4][0] for info in socket.getaddrinfo(host, None))
-    except (OSError, UnicodeError):
-        return set()
-
-
-def _primary_replay_lag(rows, replica_name, host):
-    """``(seconds or None, how it was matched)`` from the primary's pg_stat_replication row for
-    this replica, matched by application_name, else by client address; (None, None) when no
-    single row matches."""
-    if not rows:
-        return None, None
-    if replica_name:
-        named = [r for r in rows if r[0] == replica_name]
-        if len(named) == 1:
-            return named[0][2], "application_name %s" % replica_name
-    addresses = _replica_addresses(host or "localhost")
-    by_addr = [r for r in rows if r[1] and r[1].split("/")[0] in addresses]
-    if len(by_addr) == 1:
-        return by_addr[0][2], "client address %s" % by_addr[0][1].split("/")[0]
-    return None, None
-
-
-def _lag_verdict(opts, row, primary_lsn, primary_lag=None):
+def _lag_verdict(opts, row, primary_lsn):
     """(ok, value, error) of a replica's lag check from REPLICA_QUERY's row.
 
     Caught up means: the WAL receiver is streaming, and the replica has replayed everything
@@ -501,10 +454,6 @@ def _lag_verdict(opts, row, primary_lsn, primary_lag=None):
     # Nothing left to replay: no lag, however long ago the last transaction was (idle primary).
     if lag_bytes == 0:
         lag_seconds = 0.0
-    elif primary_lag is not None:
-        # The primary's replay_lag for this replica: how long WAL took to be replayed, not how
-        # long ago the last transaction was (which flaps on a quiet primary).
-        lag_seconds = primary_lag
     else:
         lag_seconds = since_replay
     receiver = status or ("running (status not visible: grant pg_monitor)" if pid else "not running")
@@ -536,11 +485,12 @@ def postgresql_check(opts, driver=None):
             import psycopg2 as pg  # availability is checked by build() before the gate starts
         start = time.monotonic()
         timeout = _limit(opts, budget)
-        primary_lsn = replication = None
+        primary_lsn = None
         if lag_check and opts.get("primary_host"):
             # The primary first: whatever the replica has replayed after this is caught up.
             try:
-                p_recovery, primary_lsn, replication = _primary_state(pg, opts, timeout, opts.get("max_lag_seconds") is not None)
+                p_recovery, primary_lsn = _pg_query(pg, opts, opts["primary_host"], opts.get("primary_port") or opts.get("port"),
+                                                    timeout, PRIMARY_QUERY)
             except Exception as exc:
                 return Outcome(False, error="cannot read the primary's position (%s): %s" % (opts["primary_host"], str(exc).strip()),
                                latency_ms=_ms(start))
@@ -556,16 +506,6 @@ def postgresql_check(opts, driver=None):
             cur = conn.cursor()
             cur.execute(REPLICA_QUERY)
             row = cur.fetchone()
-            replica_name = None
-            if replication and row[0]:
-                try:
-                    cur.execute(REPLICA_NAME_QUERY)
-                    cluster_name, conninfo = cur.fetchone()[:2]
-                    names = (_conninfo_application_name(conninfo) if isinstance(conninfo, str) else None,
-                             cluster_name if isinstance(cluster_name, str) else None)
-                    replica_name = next((n for n in names if n), None)
-                except Exception:
-                    replica_name = None
         except Exception as exc:
             return Outcome(False, error="query failed: %s" % str(exc).strip(), latency_ms=_ms(start))
         finally:
@@ -576,11 +516,7 @@ def postgresql_check(opts, driver=None):
         if role == "primary":
             value = "primary"
         else:
-            primary_lag, matched = _primary_replay_lag(replication, replica_name, opts.get("host"))
-            ok, value, error = _lag_verdict(opts, row, primary_lsn, primary_lag)
-            if matched:
-                value += ", replay_lag on the primary %s (by %s)" % (
-                    "%.1f s" % primary_lag if primary_lag is not None else "none (caught up)", matched)
+            ok, value, error = _lag_verdict(opts, row, primary_lsn)
         if wanted != "any" and wanted != role:
             return Outcome(False, value=value, error="server is a %s, expected a %s" % (role, wanted), latency_ms=latency)
         if role == "replica" and lag_check and not ok:

@@ -176,60 +176,6 @@ def test_postgresql_lag_against_the_primary():
     assert not outcome.ok and "primary_host pg1 is itself in recovery" in outcome.error
 
 
-class SqlPg(object):
-    """Answers by port and by statement: {port: {sql: rows}}."""
-
-    def __init__(self, answers):
-        self.answers = answers
-
-    def connect(self, **kw):
-        answers = self.answers[kw["port"]]
-
-        class Cursor(object):
-            def execute(self, sql):
-                self.rows = answers[sql]
-
-            def fetchone(self):
-                return self.rows[0]
-
-            def fetchall(self):
-                return self.rows
-
-        class Conn(object):
-            def cursor(self):
-                return Cursor()
-
-            def close(self):
-                pass
-
-        return Conn()
-
-
-@pytest.mark.parametrize("name_row,replication,ok,text", [
-    # Matched by the application_name in the replica's primary_conninfo.
-    (("pg-cluster", "user=rep host=pg1 application_name=pg2"), [("pg2", "10.0.0.2", 0.2), ("pg3", "10.0.0.3", 99.0)],
-     True, "replay_lag on the primary 0.2 s (by application_name pg2)"),
-    # Else by cluster_name.
-    (("pg2", "user=rep host=pg1"), [("pg2", "10.0.0.2", 45.0)], False, "replay lag 45.0 s over 30"),
-    # Else by the replica's address (127.0.0.1: the check's host is localhost).
-    (("", "user=rep"), [("walreceiver", "127.0.0.1/32", 0.5), ("walreceiver", "10.0.0.3", 99.0)],
-     True, "(by client address 127.0.0.1)"),
-    # No single match: the replica's own clock (last transaction 900 s ago) decides, as before.
-    (("", "user=rep"), [("walreceiver", "10.0.0.2", 0.5), ("walreceiver", "10.0.0.3", 0.5)], False, "replay lag 900.0 s over 30"),
-])
-def test_postgresql_lag_seconds_from_the_primarys_replay_lag(name_row, replication, ok, text):
-    # Failed before: a replica a few bytes behind on a quiet primary failed max_lag_seconds because its
-    # last replayed transaction was long ago (now - pg_last_xact_replay_timestamp()), and passed once
-    # the bytes were replayed: it flapped. The primary's replay_lag for that replica measures the real delay.
-    driver = SqlPg({
-        5432: {hc.PRIMARY_QUERY: [(False, "0/3000200")], hc.REPLICATION_QUERY: replication},
-        5433: {hc.REPLICA_QUERY: [replica_row(since_replay=900.0)], hc.REPLICA_NAME_QUERY: [name_row]},
-    })
-    check = opts(type="postgresql", host="localhost", port=5433, primary_host="pg1", primary_port=5432, max_lag_seconds=30)
-    outcome = hc.postgresql_check(check, driver=driver)()
-    assert outcome.ok is ok and text in ((outcome.error or "") + " " + (outcome.value or ""))
-
-
 def test_postgresql_connection_options_bound_the_query_and_pass_sslmode():
     driver = ScriptedPg({5432: PRIMARY_ROW})
     hc.postgresql_check(opts(type="postgresql", timeout=10.0, sslmode="verify-full", ca_file="/ca.pem"), driver=driver)(budget=3.2)
