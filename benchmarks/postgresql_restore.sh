@@ -87,7 +87,7 @@ ansible-playbook playbooks/postgresql_restore.yml -i "$inventory" -e postgresql_
   || { echo "the restore playbook failed; see $out/restore-playbook.log" >&2; exit 1; }
 t_restore=$(secs "$t0" "$(now)")
 # The step's own time, from the profile_tasks timings: the line after the task's output.
-t_step=$(awk '/TASK \[Restore \| Restore from the repository/ { f = 1 } f && /^[A-Z][a-z]+day .*\(([0-9:.]+)\)/ { if (++n == 2) { match($0, /\(([0-9:.]+)\)/); print substr($0, RSTART + 1, RLENGTH - 2); exit } }' "$out/restore-playbook.log")
+t_step=$(awk '/TASK \[Restore \| Restore from the repository/ { f = 1 } f && /^[A-Z][a-z]+day .*\(([0-9:.]+)\)/ { if (++n == 1) { match($0, /\(([0-9:.]+)\)/); print substr($0, RSTART + 1, RLENGTH - 2); exit } }' "$out/restore-playbook.log")
 rows=$(sql "$primary" bench 'SELECT count(*) FROM pgbench_accounts')
 
 sql "$primary" 'DROP DATABASE bench' >/dev/null
