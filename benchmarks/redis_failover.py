@@ -61,7 +61,7 @@ def _read(reader):
         return None if length < 0 else reader.read(length + 2)[:-2].decode()
     if kind == b"*":
         count = int(rest)
-        return None if count < 0 else [_read(reader) for _ in range(count)]
+        return None if count < 0 else [_read(reader) for index in range(count)]
     raise RespError("bad reply %r" % line)
 
 
@@ -173,13 +173,13 @@ def run(setup, base):
                 killed_at = time.monotonic()
             time.sleep(0.01)
         lost = None
-        for _ in range(50):
+        deadline = time.monotonic() + 10
+        while lost is None and time.monotonic() < deadline:
             try:
                 present = 0
                 for i in range(0, len(acked), 500):
                     present += sum(1 for v in client.command("MGET", *acked[i:i + 500]) if v is not None)
                 lost = len(acked) - present
-                break
             except (OSError, RespError):
                 time.sleep(0.2)
         return {"setup": setup, "outage_s": round(longest, 2), "acknowledged": len(acked), "lost": lost,
@@ -201,8 +201,8 @@ def main():
         r = run(setup, 27100 + 1000 * i)
         conf = SETUPS[setup]
         settings = "down-after %d, min-rep %d" % (conf["down_after"], conf["min_replicas"])
-        print("%-6s %-24s %-12s %-10d %s%s" % (setup, settings, r["outage_s"], r["acknowledged"], r["lost"],
-                                             "" if r["new_master"] else " (no new master seen)"), flush=True)
+        note = "" if r["new_master"] else " (no new master seen)"
+        print("%-6s %-24s %-12s %-10d %s%s" % (setup, settings, r["outage_s"], r["acknowledged"], r["lost"], note), flush=True)
 
 
 if __name__ == "__main__":
