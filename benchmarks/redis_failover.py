@@ -155,9 +155,10 @@ def start(setup, base):
     for i, port in enumerate(ports):
         d = tempfile.mkdtemp(prefix="keel-redis-bench-")
         listen = ["--port", "0", "--tls-port", str(port)] if TLS else ["--port", str(port)]
-        args = ["redis-server"] + listen + ["--bind", "127.0.0.1", "--dir", d, "--save", "", "--appendonly", "yes",
-                "--appendfsync", "everysec", "--min-replicas-to-write", str(conf["min_replicas"]), "--min-replicas-max-lag", "10",
-                "--daemonize", "no", "--logfile", os.path.join(d, "log")]
+        args = ["redis-server"] + listen + [
+            "--bind", "127.0.0.1", "--dir", d, "--save", "", "--appendonly", "yes",
+            "--appendfsync", "everysec", "--min-replicas-to-write", str(conf["min_replicas"]), "--min-replicas-max-lag", "10",
+            "--daemonize", "no", "--logfile", os.path.join(d, "log")]
         for name, value in tls_args():
             args += ["--" + name, value]
         if i > 0:
@@ -260,8 +261,8 @@ def main():
         conf = SETUPS[setup]
         settings = "down-after %d, min-rep %d" % (conf["down_after"], conf["min_replicas"])
         note = "" if r["new_master"] else " (no new master seen)"
-        print("%-6s %-24s %-12s %-10d %s%s" % (setup + ("+tls" if TLS else ""), settings, r["outage_s"], r["acknowledged"],
-                                              r["lost"], note), flush=True)
+        name = setup + ("+tls" if TLS else "")
+        print("%-6s %-24s %-12s %-10d %s%s" % (name, settings, r["outage_s"], r["acknowledged"], r["lost"], note), flush=True)
     if TLS:
         shutil.rmtree(TLS["dir"], ignore_errors=True)
 
