@@ -13,15 +13,20 @@ acknowledged back from the new master.
 * ``stock``: Sentinel's stock settings (down-after-milliseconds 30000, failover-timeout 180000),
   no min-replicas-to-write.
 
-Usage: python3 benchmarks/redis_failover.py [keel] [stock]   (needs redis-server on PATH,
-Debian's redis-server package; Sentinel runs as ``redis-server --sentinel``). About a minute.
-Figures only; nothing is asserted.
+Usage: python3 benchmarks/redis_failover.py [--tls] [keel] [stock]   (needs redis-server on
+PATH, Debian's redis-server package; Sentinel runs as ``redis-server --sentinel``). About a
+minute. Figures only; nothing is asserted.
+
+``--tls`` runs every setup as the role does with ``redis_tls``: servers and Sentinels on
+``tls-port`` only (``port 0``), ``tls-replication yes``, ``tls-auth-clients no``, with a
+throwaway CA and certificate made by ``openssl``; the client verifies them with that CA.
 """
 
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,13 +38,54 @@ SETUPS = {
 }
 
 
+# Set by --tls: (directory of ca.pem, cert.pem, key.pem; the client's SSL context).
+TLS = {}
+
+
 class RespError(Exception):
     pass
 
 
+def connect(address, timeout=0.5):
+    """A connection to a server or Sentinel, TLS (verified with the throwaway CA) under --tls."""
+    sock = socket.create_connection(address, timeout=timeout)
+    if TLS:
+        try:
+            return TLS["context"].wrap_socket(sock, server_hostname=address[0])
+        except OSError:
+            sock.close()
+            raise
+    return sock
+
+
+def make_tls(directory):
+    """A CA and a certificate for 127.0.0.1 signed by it (openssl), and the client's context."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ca, cert, key = (os.path.join(directory, n) for n in ("ca.pem", "cert.pem", "key.pem"))
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        "-subj", "/CN=bench CA", "-keyout", os.path.join(directory, "ca.key"), "-out", ca)
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", key, "-out", os.path.join(directory, "req.pem"))
+    ext = os.path.join(directory, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    run("x509", "-req", "-in", os.path.join(directory, "req.pem"), "-CA", ca, "-CAkey", os.path.join(directory, "ca.key"),
+        "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", cert)
+    TLS.update(dir=directory, ca=ca, cert=cert, key=key, context=ssl.create_default_context(cafile=ca))
+
+
+def tls_args():
+    """Server and Sentinel settings of the role's redis_tls (as "name value" pairs)."""
+    if not TLS:
+        return []
+    return [("tls-cert-file", TLS["cert"]), ("tls-key-file", TLS["key"]), ("tls-ca-cert-file", TLS["ca"]),
+            ("tls-auth-clients", "no"), ("tls-replication", "yes")]
+
+
 def call(address, *args, timeout=0.5):
     """One command on a new connection, in RESP; returns the reply (errors raise RespError)."""
-    with socket.create_connection(address, timeout=timeout) as sock:
+    with connect(address, timeout=timeout) as sock:
         payload = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in (str(x).encode() for x in args))
         sock.sendall(payload)
         return _read(sock.makefile("rb"))
@@ -87,7 +133,7 @@ class Client(object):
         try:
             if self.sock is None:
                 self.master = self._discover()
-                self.sock = socket.create_connection(self.master, timeout=0.5)
+                self.sock = connect(self.master)
                 self.reader = self.sock.makefile("rb")
                 # A replica that says it is a master is not one: check the role first.
                 self.sock.sendall(b"*1\r\n$4\r\nROLE\r\n")
@@ -108,9 +154,13 @@ def start(setup, base):
     ports = [base + i for i in range(3)]
     for i, port in enumerate(ports):
         d = tempfile.mkdtemp(prefix="keel-redis-bench-")
-        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "", "--appendonly", "yes",
-                "--appendfsync", "everysec", "--min-replicas-to-write", str(conf["min_replicas"]), "--min-replicas-max-lag", "10",
-                "--daemonize", "no", "--logfile", os.path.join(d, "log")]
+        listen = ["--port", "0", "--tls-port", str(port)] if TLS else ["--port", str(port)]
+        args = ["redis-server"] + listen + [
+            "--bind", "127.0.0.1", "--dir", d, "--save", "", "--appendonly", "yes",
+            "--appendfsync", "everysec", "--min-replicas-to-write", str(conf["min_replicas"]), "--min-replicas-max-lag", "10",
+            "--daemonize", "no", "--logfile", os.path.join(d, "log")]
+        for name, value in tls_args():
+            args += ["--" + name, value]
         if i > 0:
             args += ["--replicaof", "127.0.0.1", str(ports[0])]
         procs.append((subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), d))
@@ -120,7 +170,12 @@ def start(setup, base):
         d = tempfile.mkdtemp(prefix="keel-sentinel-bench-")
         path = os.path.join(d, "sentinel.conf")
         with open(path, "w") as f:
-            f.write("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s/log\n" % (base + 100 + i, d, d))
+            if TLS:
+                f.write("port 0\ntls-port %d\n" % (base + 100 + i))
+                f.writelines("%s %s\n" % pair for pair in tls_args())
+            else:
+                f.write("port %d\n" % (base + 100 + i))
+            f.write("bind 127.0.0.1\ndir %s\nlogfile %s/log\n" % (d, d))
             f.write("sentinel monitor keel 127.0.0.1 %d 2\n" % ports[0])
             f.write("sentinel down-after-milliseconds keel %d\n" % conf["down_after"])
             f.write("sentinel failover-timeout keel %d\n" % conf["failover_timeout"])
@@ -195,14 +250,21 @@ def run(setup, base):
 def main():
     if not shutil.which("redis-server"):
         sys.exit("redis-server not found (apt-get install redis-server)")
-    setups = sys.argv[1:] or ["keel", "stock"]
+    args = sys.argv[1:]
+    if "--tls" in args:
+        args.remove("--tls")
+        make_tls(tempfile.mkdtemp(prefix="keel-redis-bench-tls-"))
+    setups = args or ["keel", "stock"]
     print("%-6s %-24s %-12s %-10s %s" % ("setup", "settings", "outage (s)", "acked", "acked lost"))
     for i, setup in enumerate(setups):
         r = run(setup, 27100 + 1000 * i)
         conf = SETUPS[setup]
         settings = "down-after %d, min-rep %d" % (conf["down_after"], conf["min_replicas"])
         note = "" if r["new_master"] else " (no new master seen)"
-        print("%-6s %-24s %-12s %-10d %s%s" % (setup, settings, r["outage_s"], r["acknowledged"], r["lost"], note), flush=True)
+        name = setup + ("+tls" if TLS else "")
+        print("%-6s %-24s %-12s %-10d %s%s" % (name, settings, r["outage_s"], r["acknowledged"], r["lost"], note), flush=True)
+    if TLS:
+        shutil.rmtree(TLS["dir"], ignore_errors=True)
 
 
 if __name__ == "__main__":

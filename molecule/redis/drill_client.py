@@ -1,7 +1,10 @@
 """A client that writes through Sentinel discovery for a while and reports what it saw.
 
-    python3 drill_client.py --sentinels h1:26379,h2:26379 --seconds 20 [--key-prefix drill]
+    python3 drill_client.py --sentinels h1:26379,h2:26379 --seconds 20 [--key-prefix drill] [--tls-ca CA.pem]
     (passwords from REDIS_APP_PASSWORD and REDIS_SENTINEL_PASSWORD)
+
+With --tls-ca, every connection (to the Sentinels and to the master) is TLS, the server's
+certificate verified with that CA (redis-py's ssl=True, ssl_ca_certs).
 
 Every --interval it SETs a new key on the master Sentinel names (redis-py's Sentinel pool
 asks again after a connection error or a READONLY answer). It prints one JSON line: writes
@@ -26,13 +29,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--interval", type=float, default=0.02)
     parser.add_argument("--key-prefix", default="drill")
+    parser.add_argument("--tls-ca", help="TLS to the Sentinels and servers, verified with this CA file")
     args = parser.parse_args()
+    tls = {"ssl": True, "ssl_ca_certs": args.tls_ca, "ssl_cert_reqs": "required"} if args.tls_ca else {}
     sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in args.sentinels.split(",")]
     sentinel = Sentinel(sentinels, socket_timeout=0.5, socket_connect_timeout=0.5,
-                        sentinel_kwargs={"password": os.environ["REDIS_SENTINEL_PASSWORD"],
-                                         "socket_timeout": 0.5, "socket_connect_timeout": 0.5})
+                        sentinel_kwargs=dict({"password": os.environ["REDIS_SENTINEL_PASSWORD"],
+                                              "socket_timeout": 0.5, "socket_connect_timeout": 0.5}, **tls))
     master = sentinel.master_for(args.master_name, username=args.user, password=os.environ["REDIS_APP_PASSWORD"],
-                                 socket_timeout=0.5, socket_connect_timeout=0.5)
+                                 socket_timeout=0.5, socket_connect_timeout=0.5, **tls)
     prefix = "%s:%d" % (args.key_prefix, int(time.time()))
     start = time.monotonic()
     last_ack = start

@@ -67,12 +67,12 @@ options:
         type: float
       ca_file:
         description:
-          - (http) CA bundle to verify the server with.
+          - (http, redis) CA bundle to verify the server with.
           - (postgresql) CA bundle for O(checks[].sslmode=verify-ca) and O(checks[].sslmode=verify-full)
             (libpq's C(sslrootcert)).
         type: path
       validate_certs:
-        description: (http) Verify the server's TLS certificate.
+        description: (http, redis) Verify the server's TLS certificate.
         type: bool
         default: true
       host_header:
@@ -172,6 +172,12 @@ options:
         type: int
       require_master_link:
         description: (redis) A replica fails unless its link to the master is up.
+        type: bool
+        default: false
+      tls:
+        description:
+          - (redis) Connect with TLS (a server with C(tls-port)), verifying its certificate with O(checks[].ca_file)
+            (the system's CAs without it) and its name or address against O(checks[].host).
         type: bool
         default: false
       argv:

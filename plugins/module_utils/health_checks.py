@@ -568,6 +568,8 @@ def redis_check(opts):
         except (OSError, socket.timeout) as exc:
             return Outcome(False, error="cannot connect: %s" % exc, latency_ms=_ms(start))
         try:
+            if opts.get("tls"):
+                sock = _tls_context(opts).wrap_socket(sock, server_hostname=opts.get("host") or "localhost")
             reader = sock.makefile("rb")
             if opts.get("password"):
                 if opts.get("username"):
@@ -836,6 +838,7 @@ CHECK_OPTIONS = dict(
     primary_host=dict(type="str"),
     primary_port=dict(type="int"),
     require_master_link=dict(type="bool", default=False),
+    tls=dict(type="bool", default=False),
     # command
     argv=dict(type="list", elements="str"),
     expected_rc=dict(type="int", default=0),

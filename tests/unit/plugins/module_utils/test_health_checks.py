@@ -74,6 +74,37 @@ def test_redis_protocol_auth_ping_info(monkeypatch):
     assert not outcome.ok and outcome.error == "master link is down" and outcome.value == "replica, master link down"
 
 
+def test_redis_tls_wraps_the_socket_with_the_ca(monkeypatch):
+    info = b"# Replication\r\nrole:master\r\n"
+    client, seen = fake_redis([b"+OK\r\n", b"+PONG\r\n", b"$%d\r\n%s\r\n" % (len(info), info)])
+    monkeypatch.setattr(hc.socket, "create_connection", lambda *a, **k: client)
+    wrapped = []
+
+    class FakeContext(object):
+        def wrap_socket(self, sock, server_hostname=None):
+            wrapped.append(server_hostname)
+            return sock
+
+    monkeypatch.setattr(hc, "_tls_context", lambda o: wrapped.append(o["ca_file"]) or FakeContext())
+    outcome = hc.redis_check(opts(type="redis", host="10.0.0.41", password="s3cret", username="admin", tls=True,
+                                  ca_file="/etc/keel/pki/redis/ca.pem", role="master"))()
+    assert wrapped == ["/etc/keel/pki/redis/ca.pem", "10.0.0.41"]
+    assert seen[0] == ["AUTH", "admin", "s3cret"] and outcome.ok
+
+
+def test_redis_tls_handshake_failure_is_reported(monkeypatch):
+    client, _seen = fake_redis([])
+    monkeypatch.setattr(hc.socket, "create_connection", lambda *a, **k: client)
+
+    class FailingContext(object):
+        def wrap_socket(self, sock, server_hostname=None):
+            raise hc.ssl.SSLError("certificate verify failed")
+
+    monkeypatch.setattr(hc, "_tls_context", lambda o: FailingContext())
+    outcome = hc.redis_check(opts(type="redis", tls=True))()
+    assert not outcome.ok and "certificate verify failed" in outcome.error
+
+
 def test_redis_auth_error_is_reported(monkeypatch):
     client, _seen = fake_redis([b"-WRONGPASS invalid username-password pair\r\n"])
     monkeypatch.setattr(hc.socket, "create_connection", lambda *a, **k: client)
