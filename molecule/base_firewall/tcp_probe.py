@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Try a TCP connection to every "address port" target at once; print the ones that connected.
 
 Dropped targets cost their timeout, so they are tried in parallel (one thread each): the whole
