@@ -23,9 +23,12 @@ CATEGORIES = frozenset((
     "search", "json", "timeseries", "bloom", "cuckoo", "topk", "cms", "tdigest",
 ))
 KEYWORDS = frozenset((
-    "on", "off", "nopass", "resetpass", "reset", "resetkeys", "resetchannels", "allkeys", "allchannels",
+    "on", "off", "resetkeys", "resetchannels", "allkeys", "allchannels",
     "allcommands", "nocommands", "skip-sanitize-payload", "sanitize-payload",
 ))
+# They replace the password the role sets: nopass lets any password in, resetpass and reset
+# leave the user without one (locked out).
+PASSWORD_KEYWORDS = frozenset(("nopass", "resetpass", "reset"))
 COMMAND_RE = re.compile(r"^[a-z][a-z0-9_.-]*(\|[a-z0-9_.-]+)?$")
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 PATTERN_RE = re.compile(r"^(~|%R~|%W~|%RW~|&)\S+$")
@@ -37,6 +40,10 @@ def _check_token(token, where):
     lower = token.lower()
     if lower in KEYWORDS:
         return
+    if lower in PASSWORD_KEYWORDS:
+        raise AnsibleFilterError("%s: %r would replace the password the role sets (from its password variables)" % (where, token))
+    if '"' in token or "'" in token:
+        raise AnsibleFilterError("%s: %r: quotes end the server's configuration line (it would refuse to start)" % (where, token))
     if token[:1] in ("+", "-"):
         body = lower[1:]
         if body.startswith("@"):

@@ -16,7 +16,7 @@ def test_filters_are_registered():
 
 @pytest.mark.parametrize("rules", [
     "~* &* +@all -@dangerous -@admin",
-    ["resetkeys", "~app:*", "%R~cache:*", "+get", "+client|setname", "-config", "nopass"],
+    ["resetkeys", "~app:*", "%R~cache:*", "+get", "+client|setname", "-config"],
     "+psync +replconf +ping",
     "allchannels +multi +slaveof +ping +exec +subscribe +config|rewrite +role +publish +info +client|setname "
     "+client|kill +script|kill",
@@ -60,3 +60,9 @@ def test_info_and_pairs():
     assert redis_info("# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\n\r\n") == {"role": "slave", "master_host": "10.0.0.1"}
     assert redis_pairs(["name", "keel", "quorum", "2"]) == {"name": "keel", "quorum": "2"}
     assert redis_pairs(None) == {}
+
+
+@pytest.mark.parametrize("rules", ["nopass ~* +@all", "~* +@all resetpass", "reset ~* +@all", '~a"b +@all'])
+def test_acl_rules_refuse_password_keywords_and_quotes(rules):
+    with pytest.raises(AnsibleFilterError, match="redis_app_acl"):
+        redis_acl_rules(rules, "redis_app_acl")
