@@ -316,9 +316,18 @@ def inventory_addresses(hosts, hostvars):
     return out
 
 
+def host_address(host, hostvars):
+    """The address other hosts connect to: the first of the host's addresses, parsed."""
+    try:
+        return str(host_addresses(host, hostvars[host], HOST_ADDRESSES_VAR)[0].network_address)
+    except (AddressError, KeyError) as exc:
+        raise AnsibleFilterError("%s: %s" % (host, exc))
+
+
 class FilterModule(object):
     def filters(self):
         return {
+            "host_address": host_address,
             "networks": networks,
             "covered_by": covered_by,
             "firewall_rules": firewall_rules,

@@ -14,7 +14,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.keel.platform.plugins.filter.firewall import HOST_ADDRESSES_VAR, SOURCE_KEYS, _rule
+from ansible_collections.keel.platform.plugins.filter.firewall import HOST_ADDRESSES_VAR, SOURCE_KEYS, _rule, host_address
 from ansible_collections.keel.platform.plugins.module_utils.addresses import AddressError, host_addresses
 
 CLIENT_KEYS = {"databases", "users", "comment"} | set(SOURCE_KEYS)
@@ -91,10 +91,10 @@ def postgresql_pgpass_field(value):
 
 
 def postgresql_host_address(host, hostvars):
-    """The address other members connect to: the first of the host's addresses, parsed."""
+    """The address other members connect to (the shared ``host_address``), kept for the role."""
     try:
-        return str(host_addresses(host, hostvars[host], HOST_ADDRESSES_VAR)[0].network_address)
-    except (AddressError, KeyError) as exc:
+        return host_address(host, hostvars)
+    except AnsibleFilterError as exc:
         raise AnsibleFilterError("postgresql: %s" % exc)
 
 

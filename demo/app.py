@@ -1,0 +1,187 @@
+"""Keel's demo app: a small web service that shows the platform working end to end.
+
+/health/live    the process answers
+/health/ready   PostgreSQL (through the multi-host DSN, read-write) and Redis (through Sentinel)
+                answer, each when configured; 503 with the reason otherwise
+/version        the image's version
+/items          POST {"text": ...} writes to PostgreSQL; GET reads the latest through Redis
+
+`app.py worker` runs a background worker instead (no port): it beats a heartbeat file, and
+`app.py worker-health` (its container health check) fails when the beat is older than 10 s.
+
+Configuration from the environment; passwords from files (the app role delivers secrets as
+files, never as environment variables):
+  DEMO_PG_DSN                libpq DSN, e.g. "host=pg1,pg2 dbname=demo user=demo target_session_attrs=read-write"
+  DEMO_PG_PASSWORD_FILE      file with the PostgreSQL password
+  DEMO_REDIS_SENTINELS       "host:port,host:port"
+  DEMO_REDIS_MASTER          Sentinel's master name (default keel)
+  DEMO_REDIS_USER            ACL user; DEMO_REDIS_PASSWORD_FILE its password
+  DEMO_REDIS_SENTINEL_PASSWORD_FILE   Sentinel's client password, when it has one
+The image sets DEMO_VERSION, and DEMO_BROKEN=1 for the lab's deliberately broken version
+(readiness always fails), which the rolling update drill uses.
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERSION = os.environ.get("DEMO_VERSION", "0")
+BROKEN = os.environ.get("DEMO_BROKEN") == "1"
+# The app role names the host in KEEL_APP_HOST; the container's own name otherwise.
+HOST = os.environ.get("KEEL_APP_HOST") or socket.gethostname()
+HEARTBEAT = "/tmp/demo-worker-heartbeat"
+
+
+def _secret(name):
+    path = os.environ.get(name)
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+def _pg():
+    import psycopg2  # only when PostgreSQL is configured
+    return psycopg2.connect(os.environ["DEMO_PG_DSN"], password=_secret("DEMO_PG_PASSWORD_FILE"), connect_timeout=3)
+
+
+def _redis():
+    from redis.sentinel import Sentinel
+    sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in os.environ["DEMO_REDIS_SENTINELS"].split(",")]
+    sentinel = Sentinel(sentinels, socket_timeout=2, sentinel_kwargs={"password": _secret("DEMO_REDIS_SENTINEL_PASSWORD_FILE"), "socket_timeout": 2})
+    return sentinel.master_for(os.environ.get("DEMO_REDIS_MASTER", "keel"), socket_timeout=2,
+                               username=os.environ.get("DEMO_REDIS_USER"), password=_secret("DEMO_REDIS_PASSWORD_FILE"))
+
+
+def ready():
+    """(ok, details): each configured backend must answer."""
+    if BROKEN:
+        return False, {"demo": "this version is built broken on purpose"}
+    details = {}
+    if os.environ.get("DEMO_PG_DSN"):
+        try:
+            with _pg() as conn, conn.cursor() as cur:
+                cur.execute("SELECT NOT pg_is_in_recovery()")
+                details["postgresql"] = "ok" if cur.fetchone()[0] else "connected to a standby"
+        except Exception as exc:  # any failure is "not ready", with its reason
+            details["postgresql"] = "error: %s" % str(exc).splitlines()[0]
+    if os.environ.get("DEMO_REDIS_SENTINELS"):
+        try:
+            details["redis"] = "ok" if _redis().ping() else "no answer"
+        except Exception as exc:
+            details["redis"] = "error: %s" % exc
+    return all(v == "ok" for v in details.values()), details
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "keel-demo"
+
+    def _send(self, status, body):
+        data = json.dumps(body).encode() + b"\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):  # one line per request on stderr (the container's log)
+        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+
+    def do_GET(self):
+        if self.path == "/health/live":
+            self._send(200, {"status": "live"})
+        elif self.path == "/health/ready":
+            ok, details = ready()
+            self._send(200 if ok else 503, {"status": "ready" if ok else "not ready", "checks": details})
+        elif self.path == "/version":
+            self._send(200, {"version": VERSION, "host": HOST})
+        elif self.path == "/items":
+            self._items_get()
+        elif self.path == "/":
+            self._send(200, {"app": "keel-demo", "version": VERSION, "host": HOST})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self):
+        if self.path != "/items":
+            self._send(404, {"error": "not found"})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            text = str(json.loads(self.rfile.read(length) or b"{}")["text"])[:200]
+        except (ValueError, KeyError, TypeError):
+            self._send(400, {"error": "expected JSON {\"text\": ...}"})
+            return
+        try:
+            with _pg() as conn, conn.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS items (id bigserial PRIMARY KEY, text text NOT NULL)")
+                cur.execute("INSERT INTO items (text) VALUES (%s) RETURNING id", (text,))
+                item_id = cur.fetchone()[0]
+            _redis().delete("demo:latest")
+        except Exception as exc:
+            self._send(503, {"error": "backend: %s" % str(exc).splitlines()[0]})
+            return
+        self._send(201, {"id": item_id, "text": text})
+
+    def _items_get(self):
+        try:
+            cache = _redis()
+            cached = cache.get("demo:latest")
+            if cached is not None:
+                self._send(200, {"items": json.loads(cached), "from": "redis"})
+                return
+            with _pg() as conn, conn.cursor() as cur:
+                cur.execute("SELECT id, text FROM items ORDER BY id DESC LIMIT 10")
+                items = [{"id": r[0], "text": r[1]} for r in cur.fetchall()]
+            cache.set("demo:latest", json.dumps(items), ex=30)
+        except Exception as exc:
+            self._send(503, {"error": "backend: %s" % str(exc).splitlines()[0]})
+            return
+        self._send(200, {"items": items, "from": "postgresql"})
+
+
+def worker():
+    """A background worker: here it only proves it is alive, every 2 seconds."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    while not stopping.is_set():
+        with open(HEARTBEAT, "w", encoding="utf-8") as handle:
+            handle.write(VERSION)
+        stopping.wait(2)
+
+
+def worker_health():
+    try:
+        age = time.time() - os.stat(HEARTBEAT).st_mtime
+    except OSError:
+        return 1
+    return 0 if age < 10 and not BROKEN else 1
+
+
+def main():
+    if sys.argv[1:] == ["worker"]:
+        worker()
+        return
+    if sys.argv[1:] == ["worker-health"]:
+        sys.exit(worker_health())
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("DEMO_PORT", "8000"))), Handler)
+    server.daemon_threads = False
+    server.block_on_close = True
+
+    def stop(signum, frame):
+        # Stop accepting; requests in flight finish (block_on_close) before the process ends.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()

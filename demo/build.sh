@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build the demo app's images on this machine from the lab base image and save them in one
+# archive that a lab host loads and pushes to the lab registry (nothing comes from a public
+# registry). Versions: 1.0.0, 1.1.0, and 1.2.0-broken (readiness always fails).
+#   demo/build.sh RELEASE OUT.tar [PROXY]
+set -euo pipefail
+release=${1:?release (bookworm or trixie)}
+out=${2:?output archive}
+proxy=${3:-http://127.0.0.1:3142}
+here=$(cd "$(dirname "$0")" && pwd)
+base=$(bash "$here/../lab/image/build.sh" "$release" | tail -n 1)
+tags=()
+for spec in 1.0.0:0 1.1.0:0 1.2.0-broken:1; do
+  version=${spec%%:*} broken=${spec##*:}
+  docker build -q --network host --build-arg BASE="$base" --build-arg VERSION="$version" \
+    --build-arg BROKEN="$broken" --build-arg http_proxy="$proxy" -t "keel-demo:$version" "$here" >&2
+  tags+=("keel-demo:$version")
+done
+docker save -o "$out" "${tags[@]}"
+echo "$out"
