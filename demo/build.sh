@@ -8,7 +8,17 @@ release=${1:?release (bookworm or trixie)}
 out=${2:?output archive}
 proxy=${3:-http://127.0.0.1:3142}
 here=$(cd "$(dirname "$0")" && pwd)
-base=$(bash "$here/../lab/image/build.sh" "$release" | tail -n 1)
+lab_base=$(bash "$here/../lab/image/build.sh" "$release" | tail -n 1)
+# The lab image's root directory is mode 0700 (debootstrap's target directory): on the vfs
+# driver of an app host that is itself a container, no non-root user could reach /usr/bin.
+# Exported from a container and imported again, the root directory is 0755. Done once per lab
+# image (tagged with its name).
+base="keel-demo-base:${lab_base##*:}"
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+  cid=$(docker create "$lab_base" /bin/true)
+  docker export "$cid" | docker import - "$base" >/dev/null
+  docker rm "$cid" >/dev/null
+fi
 tags=()
 for spec in 1.0.0:0 1.1.0:0 1.2.0-broken:1; do
   version=${spec%%:*} broken=${spec##*:}

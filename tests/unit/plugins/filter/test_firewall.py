@@ -36,8 +36,15 @@ def rules(value, var="firewall_rules"):
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "networks", "covered_by", "firewall_rules", "merged_rules", "dependent_rules",
-        "nft_fragment", "nft_fragments", "inventory_addresses", "firewall_exposure",
+        "nft_fragment", "nft_fragments", "inventory_addresses", "firewall_exposure", "host_address",
     }
+
+
+def test_host_address_is_the_first_address_and_names_the_host_when_unknown():
+    from ansible_collections.keel.platform.plugins.filter.firewall import host_address
+    assert host_address("app1", {"app1": {"ansible_host": "10.0.0.21"}}) == "10.0.0.21"
+    with pytest.raises(AnsibleFilterError, match="nosuch"):
+        host_address("nosuch", {})
 
 
 def test_group_sources_become_the_hosts_addresses():
