@@ -21,7 +21,7 @@ from ansible_collections.keel.platform.plugins.filter.firewall import host_addre
 SERVICE_KEYS = {
     "name", "image", "tag", "digest", "replicas", "port", "port_base", "health", "healthcheck", "env", "secrets",
     "volumes", "tmpfs", "memory", "cpus", "pids_limit", "user", "read_only", "cap_add", "command", "log_options",
-    "backup_volumes", "path",
+    "backup_volumes",
 }
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 # repository[:port]/path, without tag or digest (those are separate fields).
@@ -33,6 +33,9 @@ MEMORY_RE = re.compile(r"^[0-9]+[bkmg]$")
 USER_RE = re.compile(r"^[0-9]+(:[0-9]+)?$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VOLUME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+LOG_SIZE_RE = re.compile(r"^[0-9]+[kmg]$")
+# Host paths no app container gets: the engine's socket is root on the host, / and /etc are the host.
+FORBIDDEN_SOURCES = ("/", "/etc", "/proc", "/sys", "/dev", "/root", "/boot", "/var/run/docker.sock", "/run/docker.sock")
 
 
 def _fail(where, text):
@@ -75,6 +78,20 @@ def _mapping(entry, key, where, secret=False):
     return value
 
 
+def _volume(volume, where):
+    """SOURCE:TARGET[:ro|rw]: a named volume or an absolute host path, an absolute target."""
+    parts = volume.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        _fail(where, "expected SOURCE:TARGET or SOURCE:TARGET:ro, got %r" % volume)
+    source, target = parts[0], parts[1]
+    if not (VOLUME_NAME_RE.match(source) or PATH_RE.match(source)):
+        _fail(where, "the source must be a volume name or an absolute host path, got %r" % source)
+    if source.startswith("/") and (source.rstrip("/") or "/") in FORBIDDEN_SOURCES:
+        _fail(where, "%s is the host's own (the engine's socket or a system directory); no app container gets it" % source)
+    if not PATH_RE.match(target) or target == "/":
+        _fail(where, "the target must be an absolute path other than /, got %r" % target)
+
+
 def host_port_range(service):
     """First and last host port of a checked service, both slots (container_rollout's arithmetic:
     replica i of slot s publishes on port_base + s * replicas + i)."""
@@ -106,17 +123,22 @@ def _service(entry, where):
     out["env"] = _mapping(entry, "env", where)
     out["secrets"] = _mapping(entry, "secrets", where, secret=True)
     out["volumes"] = _strings(entry, "volumes", where)
+    for index, volume in enumerate(out["volumes"]):
+        _volume(volume, "%s.volumes[%d]" % (where, index))
     out["tmpfs"] = _strings(entry, "tmpfs", where) if "tmpfs" in entry else ["/tmp"]
+    for index, mount in enumerate(out["tmpfs"]):
+        if not PATH_RE.match(mount.split(":", 1)[0]) or mount.split(":", 1)[0] == "/":
+            _fail("%s.tmpfs[%d]" % (where, index), "expected an absolute path other than / (PATH or PATH:OPTIONS), got %r" % mount)
     out["cap_add"] = _strings(entry, "cap_add", where)
     out["command"] = _strings(entry, "command", where) or None
     out["read_only"] = _bool(entry, "read_only", where, True)
     out["pids_limit"] = _int(entry, "pids_limit", where, 16, 1048576, 512)
     user = entry.get("user", "10001:10001")
-    if not isinstance(user, str) or not USER_RE.match(user) or user.split(":")[0] == "0":
+    if not isinstance(user, str) or not USER_RE.match(user) or int(user.split(":")[0]) == 0:
         _fail(where + ".user", "expected a numeric user other than root, as UID or UID:GID, got %r" % (user,))
     out["user"] = user
     memory = entry.get("memory", "512m")
-    if not isinstance(memory, str) or not MEMORY_RE.match(memory):
+    if not isinstance(memory, str) or not MEMORY_RE.match(memory) or int(memory[:-1]) == 0:
         _fail(where + ".memory", "expected a size such as 512m or 2g, got %r" % (memory,))
     out["memory"] = memory
     cpus = entry.get("cpus", 1.0)
@@ -126,6 +148,10 @@ def _service(entry, where):
     log_options = entry.get("log_options", {"max-size": "10m", "max-file": "3"})
     if not isinstance(log_options, dict) or not all(isinstance(v, str) for v in log_options.values()):
         _fail(where + ".log_options", "expected a mapping of strings (quote numbers), got %r" % (log_options,))
+    if "max-size" in log_options and not LOG_SIZE_RE.match(log_options["max-size"]):
+        _fail(where + ".log_options.max-size", "expected a size such as 10m, got %r" % (log_options["max-size"],))
+    if "max-file" in log_options and not log_options["max-file"].isdigit():
+        _fail(where + ".log_options.max-file", "expected a count as a string such as \"3\", got %r" % (log_options["max-file"],))
     out["log_options"] = log_options
     backups = _strings(entry, "backup_volumes", where)
     named = {v.split(":")[0] for v in out["volumes"] if VOLUME_NAME_RE.match(v.split(":")[0])}
@@ -154,12 +180,8 @@ def _service(entry, where):
             if not isinstance(health[key], str) or not PATH_RE.match(health[key]):
                 _fail("%s.health.%s" % (where, key), "expected a path starting with /, got %r" % (health[key],))
         out["health"] = dict(health)
-        path = entry.get("path", "/")
-        if not isinstance(path, str) or not PATH_RE.match(path) or not path.endswith("/"):
-            _fail(where + ".path", "expected the path the load balancers route, starting and ending with /, got %r" % (path,))
-        out["path"] = path
     else:
-        for key in ("port_base", "health", "path"):
+        for key in ("port_base", "health"):
             if key in entry:
                 _fail("%s.%s" % (where, key), "only for a service with a port")
         if healthcheck is None:
@@ -197,11 +219,16 @@ def app_firewall_rules(services, from_groups):
 
 
 def _published(hostvars, host):
-    """What a host published: this run's fact, else the one saved on the host (gathered as ansible_local)."""
+    """What a host published: this run's fact, else the one saved on the host (gathered as
+    ansible_local). A host whose facts were never gathered fails: taken as "runs nothing", it
+    would vanish from every upstream (an edge run with --limit would empty them all)."""
     values = hostvars.get(host, {})
     published = values.get("app_published")
     if isinstance(published, dict):
         return published
+    if "ansible_local" not in values:
+        raise AnsibleFilterError("app upstreams: the facts of %s were not gathered, so what it runs is unknown; "
+                                 "gather them (setup, filter ansible_local) before building upstreams" % host)
     saved = (values.get("ansible_local") or {}).get("keel_app")
     return saved.get("services", {}) if isinstance(saved, dict) else {}
 
@@ -215,23 +242,28 @@ def app_upstream_servers(service, hosts, hostvars, drain=None):
         entry = _published(hostvars, host).get(service)
         if not isinstance(entry, dict):
             continue
-        address = host_address(host, hostvars)
+        address = entry.get("address") or host_address(host, hostvars)
+        if ":" in address:  # IPv6 in a server line
+            address = "[%s]" % address
         for port in entry.get("ports", []):
             out.append({"address": address, "port": int(port), "down": host in drain})
     return out
 
 
-def app_lb_checks(services, https_port=443, server_name=None):
-    """health_gate checks, run on a load balancer, of each service's readiness through it (HTTPS
-    on loopback; the path the load balancer routes, then the readiness path)."""
+def app_lb_checks(services, nginx_services, https_port=443, server_name=None):
+    """health_gate checks, run on a load balancer, of each app service it routes (entries of its
+    nginx_services with app_service): the entry's path, then the service's readiness path,
+    over HTTPS on loopback."""
+    by_name = dict((s["name"], s) for s in services if "port" in s)
     out = []
-    for service in services:
-        if "port" not in service:
+    for entry in nginx_services or []:
+        service = by_name.get(entry.get("app_service"))
+        if service is None:
             continue
         check = {
             "name": "%s through the load balancer" % service["name"],
             "type": "http",
-            "url": "https://127.0.0.1:%d%s%s" % (int(https_port), service["path"].rstrip("/"), service["health"]["ready"]),
+            "url": "https://127.0.0.1:%d%s%s" % (int(https_port), (entry.get("path") or "/").rstrip("/"), service["health"]["ready"]),
             # Loopback does not match the certificate's names; TLS itself is verified from other hosts.
             "validate_certs": False,
         }
@@ -241,6 +273,12 @@ def app_lb_checks(services, https_port=443, server_name=None):
     return out
 
 
+def app_unrouted(services, nginx_services):
+    """Names of the services with a port that no app_service entry of nginx_services routes."""
+    routed = set(entry.get("app_service") for entry in nginx_services or [])
+    return [s["name"] for s in services if "port" in s and s["name"] not in routed]
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -248,4 +286,5 @@ class FilterModule(object):
             "app_firewall_rules": app_firewall_rules,
             "app_upstream_servers": app_upstream_servers,
             "app_lb_checks": app_lb_checks,
+            "app_unrouted": app_unrouted,
         }

@@ -6,6 +6,7 @@ from ansible_collections.keel.platform.plugins.filter.app import (
     app_firewall_rules,
     app_lb_checks,
     app_services_check,
+    app_unrouted,
     app_upstream_servers,
 )
 
@@ -15,14 +16,14 @@ WORKER = {"name": "worker", "image": "reg.example:5000/team/web", "tag": "1.4.2"
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"app_services_check", "app_firewall_rules", "app_upstream_servers", "app_lb_checks"}
+    assert set(FilterModule().filters()) == {"app_services_check", "app_firewall_rules", "app_upstream_servers", "app_lb_checks", "app_unrouted"}
 
 
 def test_a_web_service_and_a_worker_are_completed_with_safe_defaults():
     web, worker = app_services_check([WEB, WORKER])
     assert web["image"] == "reg.example:5000/team/web:1.4.2"
     assert web["read_only"] is True and web["user"] == "10001:10001" and web["cap_add"] == []
-    assert web["memory"] == "512m" and web["pids_limit"] == 512 and web["path"] == "/"
+    assert web["memory"] == "512m" and web["pids_limit"] == 512
     assert worker["replicas"] == 1 and "port" not in worker and worker["healthcheck"] == ["python3", "/app/check.py"]
 
 
@@ -49,7 +50,18 @@ def test_a_digest_is_pinned():
     ({"cpus": "1"}, ".cpus"),
     ({"port_base": 65535}, "runs past port 65535"),
     ({"port": 0}, ".port: expected a whole number from 1 to 65535"),
-    ({"path": "/api"}, ".path: expected the path the load balancers route"),
+    ({"user": "00"}, ".user: expected a numeric user other than root"),
+    ({"user": "0000:0"}, ".user: expected a numeric user other than root"),
+    ({"memory": "0m"}, ".memory"),
+    ({"volumes": ["nocolon"]}, ".volumes[0]: expected SOURCE:TARGET"),
+    ({"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]}, "is the host's own"),
+    ({"volumes": ["/:/host:ro"]}, "is the host's own"),
+    ({"volumes": ["data:relative"]}, "the target must be an absolute path"),
+    ({"volumes": ["data:/data:rx"]}, "expected SOURCE:TARGET"),
+    ({"tmpfs": ["run"]}, ".tmpfs[0]: expected an absolute path"),
+    ({"log_options": {"max-size": "banana"}}, ".log_options.max-size"),
+    ({"log_options": {"max-file": "three"}}, ".log_options.max-file"),
+    ({"path": "/api/"}, "unknown key(s) path"),
     ({"privileged": True}, "unknown key(s) privileged"),
     ({"env": {"BAD-NAME": "x"}}, ".env: 'BAD-NAME' is not a valid name"),
     ({"secrets": {"db": ["not", "a", "string"]}}, ".secrets.db: expected a string"),
@@ -96,7 +108,9 @@ def test_firewall_rules_cover_both_slots_for_the_given_groups_only():
 HOSTVARS = {
     "app1": {"ansible_host": "10.0.0.21", "app_published": {"web": {"ports": [18002, 18003]}}},
     "app2": {"ansible_host": "10.0.0.22", "ansible_local": {"keel_app": {"services": {"web": {"ports": [18000, 18001]}}}}},
-    "app3": {"ansible_host": "10.0.0.23"},
+    "app3": {"ansible_host": "10.0.0.23", "ansible_local": {}},
+    "app6": {"ansible_host": "fd00::26", "app_published": {"web": {"ports": [18000], "address": "fd00::26"}}},
+    "app9": {"ansible_host": "10.0.0.29"},
 }
 
 
@@ -111,7 +125,19 @@ def test_upstream_servers_follow_what_each_host_published():
     assert app_upstream_servers("api", ["app1", "app2"], HOSTVARS) == []
 
 
-def test_lb_checks_go_through_the_routed_path():
-    checks = app_lb_checks(app_services_check([dict(WEB, path="/shop/"), WORKER]), 8443, "lb1")
+def test_ipv6_addresses_are_bracketed():
+    assert app_upstream_servers("web", ["app6"], HOSTVARS) == [{"address": "[fd00::26]", "port": 18000, "down": False}]
+
+
+def test_a_host_whose_facts_were_not_gathered_fails_instead_of_vanishing():
+    with pytest.raises(AnsibleFilterError, match="the facts of app9 were not gathered"):
+        app_upstream_servers("web", ["app1", "app9"], HOSTVARS)
+
+
+def test_lb_checks_go_through_the_path_nginx_routes():
+    services = app_services_check([WEB, WORKER, dict(WEB, name="api", port_base=19000)])
+    nginx = [{"name": "shop", "app_service": "web", "path": "/shop/"}, {"name": "static", "port": 80, "path": "/s/"}]
+    checks = app_lb_checks(services, nginx, 8443, "lb1")
     assert checks == [{"name": "web through the load balancer", "type": "http",
                        "url": "https://127.0.0.1:8443/shop/health/ready", "validate_certs": False, "host_header": "lb1"}]
+    assert app_unrouted(services, nginx) == ["api"]
