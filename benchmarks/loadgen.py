@@ -100,7 +100,7 @@ def main():
                 conn = None
 
     threads = [threading.Thread(target=read_phase, daemon=True)]
-    threads += [threading.Thread(target=worker, daemon=True) for _ in range(args.concurrency)]
+    threads += [threading.Thread(target=worker, daemon=True) for _index in range(args.concurrency)]
     started = time.monotonic()
     for thread in threads:
         thread.start()
