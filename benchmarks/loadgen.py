@@ -3,7 +3,8 @@ its own HTTPS port on loopback (nothing leaves the host).
 
 Threads send GET requests over keep-alive connections as fast as the other side answers, and
 tag each with the phase named in PHASE_FILE (read every 0.2 s). A request fails when it gets
-no answer or a status other than 200. It stops when the phase is "stop" (or after --max-seconds)
+no answer or a status other than 200; one the server's closing of an idle kept-alive
+connection interrupted is retried once on a new connection (counted as "retried"). It stops when the phase is "stop" (or after --max-seconds)
 and prints, per phase and in all, the requests served, the failures (with a sample of their
 reasons) and the latency percentiles, as one JSON object.
 
@@ -46,6 +47,7 @@ def main():
     lock = threading.Lock()
     results = {}  # phase -> {"latencies": [], "failed": 0, "reasons": {}, "versions": {}}
     stop = threading.Event()
+    retries = {}  # phase -> requests retried once on a new connection
 
     def read_phase():
         deadline = time.monotonic() + args.max_seconds
@@ -71,16 +73,34 @@ def main():
                 entry["failed"] += 1
                 entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
 
+    def connect():
+        return http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=args.timeout, context=context)
+
+    def send(conn):
+        """One GET. A kept-alive connection the server closed before answering (nginx's graceful
+        reload closes idle ones) is retried once on a new connection, as HTTP clients do for an
+        idempotent request (RFC 9110, 9.2.2); the retry is counted."""
+        try:
+            conn.request("GET", url.path or "/", headers=headers)
+            return conn, conn.getresponse(), False
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conn.close()
+            conn = connect()
+            conn.request("GET", url.path or "/", headers=headers)
+            return conn, conn.getresponse(), True
+
     def worker():
         conn = None
         while not stop.is_set():
             phase = state["phase"]
             if conn is None:
-                conn = http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=args.timeout, context=context)
+                conn = connect()
             start = time.monotonic()
             try:
-                conn.request("GET", url.path or "/", headers=headers)
-                response = conn.getresponse()
+                conn, response, retried = send(conn)
+                if retried:
+                    with lock:
+                        retries[phase] = retries.get(phase, 0) + 1
                 body = response.read()
                 latency = time.monotonic() - start
                 if response.status == 200:
@@ -96,7 +116,8 @@ def main():
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 record(phase, time.monotonic() - start, type(exc).__name__)
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 conn = None
 
     threads = [threading.Thread(target=read_phase, daemon=True)]
@@ -113,6 +134,7 @@ def main():
         summary["phases"][phase] = {
             "served": len(lat), "failed": entry["failed"], "failures": entry["reasons"], "versions": entry["versions"],
             "p50_ms": percentile(lat, 0.50), "p99_ms": percentile(lat, 0.99),
+            "retried": retries.get(phase, 0),
         }
         total_ok += len(lat)
         total_failed += entry["failed"]
