@@ -12,7 +12,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$root/.venv/bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 # Molecule's scenario directory for this checkout: the most recently written app inventory
 # (other checkouts have directories of their own).
-eph=$(ls -td "$HOME"/.ansible/tmp/molecule.*.app/inventory/ansible_inventory.yml 2>/dev/null | head -n 1 | sed 's|/inventory/ansible_inventory.yml$||')
+eph=""
+for inv in "$HOME"/.ansible/tmp/molecule.*.app/inventory/ansible_inventory.yml; do
+  [ -f "$inv" ] || continue
+  if [ -z "$eph" ] || [ "$inv" -nt "$eph/inventory/ansible_inventory.yml" ]; then eph=${inv%/inventory/ansible_inventory.yml}; fi
+done
 if [ -z "$eph" ]; then
   echo "rolling_update.sh: converge the app scenario first (molecule converge -s app)" >&2
   exit 2
