@@ -8,6 +8,8 @@
 
 `app.py worker` runs a background worker instead (no port): it beats a heartbeat file, and
 `app.py worker-health` (its container health check) fails when the beat is older than 10 s.
+With DEMO_DATA_DIR (a data volume) it also keeps its state there (worker-state.json: beats
+counted across restarts and versions), the data the app role's volume backups carry.
 
 Configuration from the environment; passwords from files (the app role delivers secrets as
 files, never as environment variables):
@@ -35,6 +37,7 @@ BROKEN = os.environ.get("DEMO_BROKEN") == "1"
 # The app role names the host in KEEL_APP_HOST; the container's own name otherwise.
 HOST = os.environ.get("KEEL_APP_HOST") or socket.gethostname()
 HEARTBEAT = "/tmp/demo-worker-heartbeat"
+DATA_DIR = os.environ.get("DEMO_DATA_DIR", "")
 
 
 def _secret(name):
@@ -150,9 +153,20 @@ def worker():
     """A background worker: here it only proves it is alive, every 2 seconds."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    state_file = os.path.join(DATA_DIR, "worker-state.json") if DATA_DIR else ""
+    state = {"beats": 0}
+    if state_file and os.path.exists(state_file):
+        with open(state_file, encoding="utf-8") as handle:
+            state = json.load(handle)
     while not stopping.is_set():
         with open(HEARTBEAT, "w", encoding="utf-8") as handle:
             handle.write(VERSION)
+        if state_file:
+            state.update(beats=state.get("beats", 0) + 1, version=VERSION, host=HOST, at=int(time.time()))
+            # Written aside and renamed: a reader (or a backup) never sees half a file.
+            with open(state_file + ".new", "w", encoding="utf-8") as handle:
+                json.dump(state, handle)
+            os.replace(state_file + ".new", state_file)
         stopping.wait(2)
 
 
