@@ -19,12 +19,16 @@ files, never as environment variables):
   DEMO_REDIS_MASTER          Sentinel's master name (default keel)
   DEMO_REDIS_USER            ACL user; DEMO_REDIS_PASSWORD_FILE its password
   DEMO_REDIS_SENTINEL_PASSWORD_FILE   Sentinel's client password, when it has one
+  DEMO_REDIS_CA_FILE         the CA of Redis' and Sentinel's TLS certificates: TLS on both when set
+PostgreSQL's TLS is in the DSN (sslmode=verify-full&sslrootcert=...), as the postgresql_dsn
+filter writes it.
 The image sets DEMO_VERSION, and DEMO_BROKEN=1 for the lab's deliberately broken version
 (readiness always fails), which the rolling update drill uses.
 """
 
 import json
 import os
+from contextlib import closing
 import signal
 import socket
 import sys
@@ -55,10 +59,13 @@ def _pg():
 
 def _redis():
     from redis.sentinel import Sentinel
-    sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in os.environ["DEMO_REDIS_SENTINELS"].split(",")]
-    sentinel = Sentinel(sentinels, socket_timeout=2, sentinel_kwargs={"password": _secret("DEMO_REDIS_SENTINEL_PASSWORD_FILE"), "socket_timeout": 2})
+    sentinels = [(h.rsplit(":", 1)[0].strip("[]"), int(h.rsplit(":", 1)[1])) for h in os.environ["DEMO_REDIS_SENTINELS"].split(",")]
+    # TLS to the Sentinels and to the master they name, the certificate checked against the CA.
+    tls = {"ssl": True, "ssl_ca_certs": os.environ["DEMO_REDIS_CA_FILE"]} if os.environ.get("DEMO_REDIS_CA_FILE") else {}
+    sentinel = Sentinel(sentinels, socket_timeout=2,
+                        sentinel_kwargs=dict(tls, password=_secret("DEMO_REDIS_SENTINEL_PASSWORD_FILE"), socket_timeout=2))
     return sentinel.master_for(os.environ.get("DEMO_REDIS_MASTER", "keel"), socket_timeout=2,
-                               username=os.environ.get("DEMO_REDIS_USER"), password=_secret("DEMO_REDIS_PASSWORD_FILE"))
+                               username=os.environ.get("DEMO_REDIS_USER"), password=_secret("DEMO_REDIS_PASSWORD_FILE"), **tls)
 
 
 def ready():
@@ -68,7 +75,8 @@ def ready():
     details = {}
     if os.environ.get("DEMO_PG_DSN"):
         try:
-            with _pg() as conn, conn.cursor() as cur:
+            # closing(): psycopg2's "with conn" ends the transaction, not the connection.
+            with closing(_pg()) as conn, conn, conn.cursor() as cur:
                 cur.execute("SELECT NOT pg_is_in_recovery()")
                 details["postgresql"] = "ok" if cur.fetchone()[0] else "connected to a standby"
         except Exception as exc:  # any failure is "not ready", with its reason
@@ -122,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "expected JSON {\"text\": ...}"})
             return
         try:
-            with _pg() as conn, conn.cursor() as cur:
+            with closing(_pg()) as conn, conn, conn.cursor() as cur:
                 cur.execute("CREATE TABLE IF NOT EXISTS items (id bigserial PRIMARY KEY, text text NOT NULL)")
                 cur.execute("INSERT INTO items (text) VALUES (%s) RETURNING id", (text,))
                 item_id = cur.fetchone()[0]
@@ -139,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
             if cached is not None:
                 self._send(200, {"items": json.loads(cached), "from": "redis"})
                 return
-            with _pg() as conn, conn.cursor() as cur:
+            with closing(_pg()) as conn, conn, conn.cursor() as cur:
                 cur.execute("SELECT id, text FROM items ORDER BY id DESC LIMIT 10")
                 items = [{"id": r[0], "text": r[1]} for r in cur.fetchall()]
             cache.set("demo:latest", json.dumps(items), ex=30)

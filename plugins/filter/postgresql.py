@@ -11,6 +11,7 @@ pg_hba.conf and the firewall opening can never disagree about what a group means
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from ansible.errors import AnsibleFilterError
 
@@ -114,7 +115,7 @@ def postgresql_openings(clients, port, group):
     return rules
 
 
-def postgresql_dsn(hosts, hostvars, port=5432, database="postgres", session="read-write", sslrootcert=None):
+def postgresql_dsn(hosts, hostvars, port=5432, database="postgres", session="read-write", sslrootcert=None, user=None):
     """A libpq multi-host URI over the group's hosts, for the app tier.
 
     libpq tries the hosts in turn and keeps the first that matches ``target_session_attrs``
@@ -132,7 +133,9 @@ def postgresql_dsn(hosts, hostvars, port=5432, database="postgres", session="rea
         parts.append("%s:%d" % ("[%s]" % address if ":" in address else address, int(port)))
     query = "target_session_attrs=%s&sslmode=verify-full" % session
     if sslrootcert:
-        query += "&sslrootcert=%s" % sslrootcert
+        query += "&sslrootcert=%s" % quote(str(sslrootcert), safe="/")
+    if user:
+        query += "&user=%s" % quote(str(user), safe="")
     return "postgresql://%s/%s?%s" % (",".join(parts), database, query)
 
 

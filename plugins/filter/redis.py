@@ -14,6 +14,9 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.keel.platform.plugins.filter.firewall import HOST_ADDRESSES_VAR
+from ansible_collections.keel.platform.plugins.module_utils.addresses import AddressError, host_addresses
+
 # Command categories of Redis 7/8 and Valkey 8 (ACL CAT).
 CATEGORIES = frozenset((
     "keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap", "hyperloglog",
@@ -108,6 +111,29 @@ def redis_pairs(lines):
     return dict(zip(lines[0::2], lines[1::2]))
 
 
+def redis_sentinels(hosts, hostvars, port=26379):
+    """``["address:port", ...]``: every Sentinel of the group, as clients configure them.
+
+    Computed from the inventory (the address the firewall uses: ``firewall_host_addresses``,
+    else ``ansible_host``), so an app layer run on its own gets the same list as a run that
+    converged the Redis hosts too. IPv6 addresses are bracketed.
+    """
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("redis_sentinels: port %r is not a number" % (port,))
+    if not 0 < port < 65536:
+        raise AnsibleFilterError("redis_sentinels: port %d is out of range" % port)
+    entries = []
+    for host in hosts or []:
+        try:
+            address = str(host_addresses(host, hostvars[host], HOST_ADDRESSES_VAR)[0].network_address)
+        except (AddressError, KeyError) as exc:
+            raise AnsibleFilterError("redis_sentinels: %s" % exc)
+        entries.append("%s:%d" % ("[%s]" % address if ":" in address else address, port))
+    return entries
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -115,4 +141,5 @@ class FilterModule(object):
             "redis_bytes": redis_bytes,
             "redis_info": redis_info,
             "redis_pairs": redis_pairs,
+            "redis_sentinels": redis_sentinels,
         }

@@ -78,6 +78,10 @@ def test_dsn_lists_every_member_and_asks_for_the_primary():
     assert "prefer-standby" in postgresql_dsn(["pg1"], HOSTVARS, session="prefer-standby")
     with pytest.raises(AnsibleFilterError, match="not a target_session_attrs"):
         postgresql_dsn(["pg1"], HOSTVARS, session="whatever")
+    # What a containerised client needs: its user and the CA file, encoded for the URI.
+    assert postgresql_dsn(["pg1"], HOSTVARS, 5433, "shop", sslrootcert="/run/secrets/pg ca", user="shop@x") == (
+        "postgresql://10.0.2.1:5433/shop?target_session_attrs=read-write&sslmode=verify-full"
+        "&sslrootcert=/run/secrets/pg%20ca&user=shop%40x")
 
 
 # Found by the review of the role.

@@ -7,11 +7,12 @@ from ansible_collections.keel.platform.plugins.filter.redis import (
     redis_bytes,
     redis_info,
     redis_pairs,
+    redis_sentinels,
 )
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"redis_acl_rules", "redis_bytes", "redis_info", "redis_pairs"}
+    assert set(FilterModule().filters()) == {"redis_acl_rules", "redis_bytes", "redis_info", "redis_pairs", "redis_sentinels"}
 
 
 @pytest.mark.parametrize("rules", [
@@ -66,3 +67,28 @@ def test_info_and_pairs():
 def test_acl_rules_refuse_password_keywords_and_quotes(rules):
     with pytest.raises(AnsibleFilterError, match="redis_app_acl"):
         redis_acl_rules(rules, "redis_app_acl")
+
+
+SENTINEL_HOSTVARS = {
+    "r1": {"ansible_host": "10.0.4.1"},
+    "r2": {"ansible_host": "r2.example", "firewall_host_addresses": ["10.0.4.2", "fd00::42"]},
+    "r6": {"ansible_host": "fd00::46"},
+    "byname": {"ansible_host": "byname.example"},
+}
+
+
+def test_sentinels_come_from_the_inventory_as_the_firewall_reads_it():
+    assert redis_sentinels(["r1", "r2", "r6"], SENTINEL_HOSTVARS) == ["10.0.4.1:26379", "10.0.4.2:26379", "[fd00::46]:26379"]
+    assert redis_sentinels(["r1"], SENTINEL_HOSTVARS, "26380") == ["10.0.4.1:26380"]
+    assert redis_sentinels([], SENTINEL_HOSTVARS) == []
+
+
+@pytest.mark.parametrize("hosts, port, message", [
+    (["byname"], 26379, "not an IP address; list the host's addresses in firewall_host_addresses"),
+    (["missing"], 26379, "missing"),
+    (["r1"], "x", "port 'x' is not a number"),
+    (["r1"], 0, "out of range"),
+])
+def test_sentinels_refuse_what_a_client_could_not_use(hosts, port, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        redis_sentinels(hosts, SENTINEL_HOSTVARS, port)
