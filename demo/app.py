@@ -28,7 +28,7 @@ The image sets DEMO_VERSION, and DEMO_BROKEN=1 for the lab's deliberately broken
 
 import json
 import os
-from contextlib import closing
+from contextlib import contextmanager
 import signal
 import socket
 import sys
@@ -57,6 +57,18 @@ def _pg():
     return psycopg2.connect(os.environ["DEMO_PG_DSN"], password=_secret("DEMO_PG_PASSWORD_FILE"), connect_timeout=3)
 
 
+@contextmanager
+def _pg_cursor():
+    """A cursor in a transaction (committed at the end, rolled back on an error), and the
+    connection closed after it: psycopg2's "with conn" ends the transaction, not the connection."""
+    conn = _pg()
+    try:
+        with conn, conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
 def _redis():
     from redis.sentinel import Sentinel
     sentinels = [(h.rsplit(":", 1)[0].strip("[]"), int(h.rsplit(":", 1)[1])) for h in os.environ["DEMO_REDIS_SENTINELS"].split(",")]
@@ -75,8 +87,7 @@ def ready():
     details = {}
     if os.environ.get("DEMO_PG_DSN"):
         try:
-            # closing(): psycopg2's "with conn" ends the transaction, not the connection.
-            with closing(_pg()) as conn, conn, conn.cursor() as cur:
+            with _pg_cursor() as cur:
                 cur.execute("SELECT NOT pg_is_in_recovery()")
                 details["postgresql"] = "ok" if cur.fetchone()[0] else "connected to a standby"
         except Exception as exc:  # any failure is "not ready", with its reason
@@ -130,7 +141,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "expected JSON {\"text\": ...}"})
             return
         try:
-            with closing(_pg()) as conn, conn, conn.cursor() as cur:
+            with _pg_cursor() as cur:
                 cur.execute("CREATE TABLE IF NOT EXISTS items (id bigserial PRIMARY KEY, text text NOT NULL)")
                 cur.execute("INSERT INTO items (text) VALUES (%s) RETURNING id", (text,))
                 item_id = cur.fetchone()[0]
@@ -147,7 +158,7 @@ class Handler(BaseHTTPRequestHandler):
             if cached is not None:
                 self._send(200, {"items": json.loads(cached), "from": "redis"})
                 return
-            with closing(_pg()) as conn, conn, conn.cursor() as cur:
+            with _pg_cursor() as cur:
                 cur.execute("SELECT id, text FROM items ORDER BY id DESC LIMIT 10")
                 items = [{"id": r[0], "text": r[1]} for r in cur.fetchall()]
             cache.set("demo:latest", json.dumps(items), ex=30)
