@@ -69,15 +69,30 @@ def _pg_cursor():
         conn.close()
 
 
+_REDIS = {}  # "master": the client, made on first use
+_REDIS_LOCK = threading.Lock()
+
+
+def _redis_configured():
+    return bool(os.environ.get("DEMO_REDIS_SENTINELS", "").strip())
+
+
 def _redis():
+    """The master's client through Sentinel, one for the process: its connection pool is
+    thread-safe and follows a failover (it asks Sentinel again when the master changes)."""
     from redis.sentinel import Sentinel
-    sentinels = [(h.rsplit(":", 1)[0].strip("[]"), int(h.rsplit(":", 1)[1])) for h in os.environ["DEMO_REDIS_SENTINELS"].split(",")]
-    # TLS to the Sentinels and to the master they name, the certificate checked against the CA.
-    tls = {"ssl": True, "ssl_ca_certs": os.environ["DEMO_REDIS_CA_FILE"]} if os.environ.get("DEMO_REDIS_CA_FILE") else {}
-    sentinel = Sentinel(sentinels, socket_timeout=2,
-                        sentinel_kwargs=dict(tls, password=_secret("DEMO_REDIS_SENTINEL_PASSWORD_FILE"), socket_timeout=2))
-    return sentinel.master_for(os.environ.get("DEMO_REDIS_MASTER", "keel"), socket_timeout=2,
-                               username=os.environ.get("DEMO_REDIS_USER"), password=_secret("DEMO_REDIS_PASSWORD_FILE"), **tls)
+    with _REDIS_LOCK:
+        if "master" not in _REDIS:
+            sentinels = [(h.rsplit(":", 1)[0].strip("[]"), int(h.rsplit(":", 1)[1]))
+                         for h in os.environ["DEMO_REDIS_SENTINELS"].split(",") if h.strip()]
+            # TLS to the Sentinels and to the master they name, the certificate checked against the CA.
+            tls = {"ssl": True, "ssl_ca_certs": os.environ["DEMO_REDIS_CA_FILE"]} if os.environ.get("DEMO_REDIS_CA_FILE") else {}
+            sentinel = Sentinel(sentinels, socket_timeout=2,
+                                sentinel_kwargs=dict(tls, password=_secret("DEMO_REDIS_SENTINEL_PASSWORD_FILE"), socket_timeout=2))
+            _REDIS["master"] = sentinel.master_for(
+                os.environ.get("DEMO_REDIS_MASTER", "keel"), socket_timeout=2,
+                username=os.environ.get("DEMO_REDIS_USER"), password=_secret("DEMO_REDIS_PASSWORD_FILE"), **tls)
+        return _REDIS["master"]
 
 
 def ready():
@@ -92,7 +107,7 @@ def ready():
                 details["postgresql"] = "ok" if cur.fetchone()[0] else "connected to a standby"
         except Exception as exc:  # any failure is "not ready", with its reason
             details["postgresql"] = "error: %s" % str(exc).splitlines()[0]
-    if os.environ.get("DEMO_REDIS_SENTINELS"):
+    if _redis_configured():
         try:
             details["redis"] = "ok" if _redis().ping() else "no answer"
         except Exception as exc:
@@ -145,23 +160,31 @@ class Handler(BaseHTTPRequestHandler):
                 cur.execute("CREATE TABLE IF NOT EXISTS items (id bigserial PRIMARY KEY, text text NOT NULL)")
                 cur.execute("INSERT INTO items (text) VALUES (%s) RETURNING id", (text,))
                 item_id = cur.fetchone()[0]
-            _redis().delete("demo:latest")
         except Exception as exc:
             self._send(503, {"error": "backend: %s" % str(exc).splitlines()[0]})
             return
-        self._send(201, {"id": item_id, "text": text})
+        # The row is committed: a cache that could not be cleared is reported, not a failure
+        # (it expires within 30 s).
+        body = {"id": item_id, "text": text}
+        if _redis_configured():
+            try:
+                _redis().delete("demo:latest")
+            except Exception as exc:
+                body["cache"] = "stale for up to 30 s: %s" % str(exc).splitlines()[0]
+        self._send(201, body)
 
     def _items_get(self):
         try:
-            cache = _redis()
-            cached = cache.get("demo:latest")
+            cache = _redis() if _redis_configured() else None
+            cached = cache.get("demo:latest") if cache is not None else None
             if cached is not None:
                 self._send(200, {"items": json.loads(cached), "from": "redis"})
                 return
             with _pg_cursor() as cur:
                 cur.execute("SELECT id, text FROM items ORDER BY id DESC LIMIT 10")
                 items = [{"id": r[0], "text": r[1]} for r in cur.fetchall()]
-            cache.set("demo:latest", json.dumps(items), ex=30)
+            if cache is not None:
+                cache.set("demo:latest", json.dumps(items), ex=30)
         except Exception as exc:
             self._send(503, {"error": "backend: %s" % str(exc).splitlines()[0]})
             return

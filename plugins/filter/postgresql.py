@@ -124,6 +124,10 @@ def postgresql_dsn(hosts, hostvars, port=5432, database="postgres", session="rea
     """
     if session not in ("read-write", "prefer-standby", "any", "primary", "standby", "read-only"):
         raise AnsibleFilterError("postgresql_dsn: %r is not a target_session_attrs value" % (session,))
+    if isinstance(port, bool) or not isinstance(port, (int, str)) or not str(port).isdigit() or not 0 < int(port) < 65536:
+        raise AnsibleFilterError("postgresql_dsn: port %r is not a port number (1-65535)" % (port,))
+    if not database or not isinstance(database, str):
+        raise AnsibleFilterError("postgresql_dsn: database %r is not a database name" % (database,))
     parts = []
     for host in hosts:
         try:
@@ -136,7 +140,7 @@ def postgresql_dsn(hosts, hostvars, port=5432, database="postgres", session="rea
         query += "&sslrootcert=%s" % quote(str(sslrootcert), safe="/")
     if user:
         query += "&user=%s" % quote(str(user), safe="")
-    return "postgresql://%s/%s?%s" % (",".join(parts), database, query)
+    return "postgresql://%s/%s?%s" % (",".join(parts), quote(database, safe=""), query)
 
 
 class FilterModule(object):

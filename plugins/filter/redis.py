@@ -14,9 +14,6 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.keel.platform.plugins.filter.firewall import HOST_ADDRESSES_VAR
-from ansible_collections.keel.platform.plugins.module_utils.addresses import AddressError, host_addresses
-
 # Command categories of Redis 7/8 and Valkey 8 (ACL CAT).
 CATEGORIES = frozenset((
     "keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap", "hyperloglog",
@@ -112,25 +109,25 @@ def redis_pairs(lines):
 
 
 def redis_sentinels(hosts, hostvars, port=26379):
-    """``["address:port", ...]``: every Sentinel of the group, as clients configure them.
+    """``["host:port", ...]``: every Sentinel of the group, as clients configure them.
 
-    Computed from the inventory (the address the firewall uses: ``firewall_host_addresses``,
-    else ``ansible_host``), so an app layer run on its own gets the same list as a run that
-    converged the Redis hosts too. IPv6 addresses are bracketed.
+    Each host as the inventory reaches it: ``ansible_host`` (an address or a DNS name, which is
+    also what the role puts in the host's certificate), else its inventory name; IPv6
+    addresses bracketed. Computed from the inventory, so an app layer run on its own gets the
+    same list as a run that converged the Redis hosts.
     """
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise AnsibleFilterError("redis_sentinels: port %r is not a number" % (port,))
-    if not 0 < port < 65536:
-        raise AnsibleFilterError("redis_sentinels: port %d is out of range" % port)
+    if isinstance(port, bool) or not isinstance(port, (int, str)) or not str(port).isdigit() or not 0 < int(port) < 65536:
+        raise AnsibleFilterError("redis_sentinels: port %r is not a port number (1-65535)" % (port,))
+    if isinstance(hosts, (str, bytes)) or not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError("redis_sentinels: expected a list of inventory hosts (e.g. groups['redis']), got %r" % (hosts,))
     entries = []
-    for host in hosts or []:
-        try:
-            address = str(host_addresses(host, hostvars[host], HOST_ADDRESSES_VAR)[0].network_address)
-        except (AddressError, KeyError) as exc:
-            raise AnsibleFilterError("redis_sentinels: %s" % exc)
-        entries.append("%s:%d" % ("[%s]" % address if ":" in address else address, port))
+    for host in hosts:
+        if host not in hostvars:
+            raise AnsibleFilterError("redis_sentinels: %r is not an inventory host" % (host,))
+        address = str(hostvars[host].get("ansible_host") or host)
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", address):
+            raise AnsibleFilterError("redis_sentinels: host %s: %r is not an address or a host name" % (host, address))
+        entries.append("%s:%d" % ("[%s]" % address if ":" in address else address, int(port)))
     return entries
 
 

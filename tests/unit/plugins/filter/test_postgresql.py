@@ -82,6 +82,12 @@ def test_dsn_lists_every_member_and_asks_for_the_primary():
     assert postgresql_dsn(["pg1"], HOSTVARS, 5433, "shop", sslrootcert="/run/secrets/pg ca", user="shop@x") == (
         "postgresql://10.0.2.1:5433/shop?target_session_attrs=read-write&sslmode=verify-full"
         "&sslrootcert=/run/secrets/pg%20ca&user=shop%40x")
+    assert postgresql_dsn(["pg1"], HOSTVARS, "5432", "my db/x?").startswith("postgresql://10.0.2.1:5432/my%20db%2Fx%3F?")
+    for port in (True, 0, 70000, "x", 5432.5):
+        with pytest.raises(AnsibleFilterError, match="is not a port number"):
+            postgresql_dsn(["pg1"], HOSTVARS, port)
+    with pytest.raises(AnsibleFilterError, match="is not a database name"):
+        postgresql_dsn(["pg1"], HOSTVARS, 5432, "")
 
 
 # Found by the review of the role.

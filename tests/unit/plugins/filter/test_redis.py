@@ -71,23 +71,28 @@ def test_acl_rules_refuse_password_keywords_and_quotes(rules):
 
 SENTINEL_HOSTVARS = {
     "r1": {"ansible_host": "10.0.4.1"},
-    "r2": {"ansible_host": "r2.example", "firewall_host_addresses": ["10.0.4.2", "fd00::42"]},
+    "r2": {"ansible_host": "r2.example.net", "firewall_host_addresses": ["10.0.4.2"]},
     "r6": {"ansible_host": "fd00::46"},
-    "byname": {"ansible_host": "byname.example"},
+    "noaddress": {},
+    "bad": {"ansible_host": "10.0.4.9 --evil"},
 }
 
 
-def test_sentinels_come_from_the_inventory_as_the_firewall_reads_it():
-    assert redis_sentinels(["r1", "r2", "r6"], SENTINEL_HOSTVARS) == ["10.0.4.1:26379", "10.0.4.2:26379", "[fd00::46]:26379"]
-    assert redis_sentinels(["r1"], SENTINEL_HOSTVARS, "26380") == ["10.0.4.1:26380"]
+def test_sentinels_are_the_hosts_as_the_inventory_reaches_them():
+    # A DNS name stays a name: it is what the host's certificate carries.
+    assert redis_sentinels(["r1", "r2", "r6"], SENTINEL_HOSTVARS) == ["10.0.4.1:26379", "r2.example.net:26379", "[fd00::46]:26379"]
+    assert redis_sentinels(["noaddress"], SENTINEL_HOSTVARS, "26380") == ["noaddress:26380"]
     assert redis_sentinels([], SENTINEL_HOSTVARS) == []
 
 
 @pytest.mark.parametrize("hosts, port, message", [
-    (["byname"], 26379, "not an IP address; list the host's addresses in firewall_host_addresses"),
-    (["missing"], 26379, "missing"),
-    (["r1"], "x", "port 'x' is not a number"),
-    (["r1"], 0, "out of range"),
+    (["missing"], 26379, "'missing' is not an inventory host"),
+    (["bad"], 26379, "is not an address or a host name"),
+    ("r1", 26379, "expected a list of inventory hosts"),
+    (["r1"], "x", "'x' is not a port number"),
+    (["r1"], 0, "is not a port number"),
+    (["r1"], True, "True is not a port number"),
+    (["r1"], 26379.9, "is not a port number"),
 ])
 def test_sentinels_refuse_what_a_client_could_not_use(hosts, port, message):
     with pytest.raises(AnsibleFilterError, match=message):
