@@ -210,6 +210,25 @@ def app_services_check(services, var_name="app_services"):
     return out
 
 
+def app_removed_check(removed, services, var_name="app_removed_services"):
+    """The names of the services to take off the app hosts (app_removed_services), checked
+    against the checked app_services: distinct names, none still declared."""
+    if not isinstance(removed, list):
+        _fail(var_name, "expected a list of service names")
+    declared = set(s["name"] for s in services)
+    seen = set()
+    for index, name in enumerate(removed):
+        where = "%s[%d]" % (var_name, index)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            _fail(where, "expected a service name (lower-case letters, digits, -), got %r" % (name,))
+        if name in seen:
+            _fail(where, "%r is listed twice" % name)
+        if name in declared:
+            _fail(where, "%r is still in app_services: a service is either declared or removed" % name)
+        seen.add(name)
+    return list(removed)
+
+
 def app_firewall_rules(services, from_groups):
     """One opening per service with a port: its host port range, to containers, from the given groups."""
     return [
@@ -273,6 +292,12 @@ def app_lb_checks(services, nginx_services, https_port=443, server_name=None):
     return out
 
 
+def app_routed_removed(removed, nginx_services):
+    """``entry (service)`` for each nginx_services entry that routes a service in ``removed``."""
+    return ["%s (%s)" % (entry.get("name"), entry.get("app_service")) for entry in nginx_services or []
+            if entry.get("app_service") in removed]
+
+
 def app_unrouted(services, nginx_services):
     """Names of the services with a port that no app_service entry of nginx_services routes."""
     routed = set(entry.get("app_service") for entry in nginx_services or [])
@@ -287,4 +312,6 @@ class FilterModule(object):
             "app_upstream_servers": app_upstream_servers,
             "app_lb_checks": app_lb_checks,
             "app_unrouted": app_unrouted,
+            "app_removed_check": app_removed_check,
+            "app_routed_removed": app_routed_removed,
         }

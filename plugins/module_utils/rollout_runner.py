@@ -164,12 +164,12 @@ class Runner(object):
             if p["port_base"] < 1 or last > 65535:
                 self.fail("port_base %d with %d replica(s) needs host ports up to %d; they must lie in 1-65535."
                           % (p["port_base"], p["replicas"], last), state=False)
-        if p["phase"] == "abort":
+        if p["phase"] in ("abort", "remove"):
             if not p["service"].replace("-", "").replace("_", "").isalnum():
                 self.fail("service %r: letters, digits, '-' and '_' only." % p["service"], state=False)
             return  # nothing but the service is used
         if not p["image"]:
-            self.fail("image is required (unless phase is abort).", state=False)
+            self.fail("image is required (unless phase is abort or remove).", state=False)
         _repository, tag, digest = rollout.parse_image(p["image"])
         if not tag and not digest:
             self.fail("image %r has no tag or digest; name the version to roll out (for example %s:1.2.3)." % (p["image"], p["image"]), state=False)
@@ -540,7 +540,9 @@ class Runner(object):
         except (rollout_host.LockTimeout, rollout_host.UnsafeLockDir, OSError) as exc:
             self.fail("%s. %s" % (exc, NOTHING_CHANGED), state=False)
         try:
-            return self.abort() if p["phase"] == "abort" else self.locked()
+            if p["phase"] == "abort":
+                return self.abort()
+            return self.remove() if p["phase"] == "remove" else self.locked()
         finally:
             lock.release()
 
@@ -579,6 +581,45 @@ class Runner(object):
                            if (c["labels"].get(rollout.LABEL_INDEX) or "").isdigit() else c["name"]
                            for c in names.values() if rollout.generation_of(c) != aborted)
             self.result["diff"] = dict(before=dict(containers=sorted(c["name"] for c in found)), after=dict(containers=after))
+        return self.result
+
+    def remove(self):
+        """``phase=remove``: the service leaves this host. Every container of it, whatever its
+        generation and gated or not, stops gracefully after the drain delay and is removed; so
+        are its secret files and the images of its deployment history that no other container
+        uses. The load balancers must no longer send it anything. Removing again changes nothing;
+        a removal cut short is finished by the next one."""
+        service = self.p["service"]
+        try:
+            found = self.engine.service_containers(service)
+        except EngineError as exc:
+            self.fail("%s. %s" % (exc, NOTHING_CHANGED), state=False)
+        # Every image the service ran or keeps for a rollback: each container's own and its history.
+        history = []
+        for c in sorted(found, key=rollout.generation_of, reverse=True):
+            for image_id in [c["image_id"]] + rollout.read_history(c["labels"]):
+                if image_id and image_id not in history:
+                    history.append(image_id)
+        if found:
+            self.result["changed"] = True
+            self.retire(found, 0, "removing the containers of %s failed" % service)
+        try:
+            in_use = self.engine.images_in_use(ignore=self.removed_ids if self.check_mode else ())
+            for image_id in rollout.images_to_prune(history, in_use, 0):
+                if self.engine.image(image_id) is None:
+                    continue
+                if not self.check_mode:
+                    self.engine.remove_image(image_id)
+                self.result["pruned_images"].append(image_id)
+        except EngineError as exc:
+            self.fail("the containers of %s are removed, but removing its images failed: %s. Removed: %s."
+                      % (service, exc, ", ".join(self.result["pruned_images"]) or "none"))
+        if self.result["pruned_images"]:
+            self.result["changed"] = True
+        if not self.check_mode:
+            self.clean_secret_dirs()
+        if self.diff:
+            self.result["diff"] = dict(before=dict(containers=sorted(c["name"] for c in found)), after=dict(containers=[]))
         return self.result
 
     def locked(self):

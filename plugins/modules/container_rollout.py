@@ -302,8 +302,13 @@ options:
         Point the load balancer back at those first. A single gated generation is never
         removed, so aborting again changes nothing. Only O(service) and the options of the lock,
         the engine, O(stop_timeout) and O(drain_delay) are used.
+      - V(remove) takes the service off the host: under the lock, every container of it (every
+        generation, gated or not) is stopped gracefully after O(drain_delay) and removed, with
+        its secret files and the images of its deployment history that no other container
+        uses (RV(pruned_images)). The load balancers must no longer route to it. Removing again
+        changes nothing. The same options as V(abort) are used.
     type: str
-    choices: [full, deploy, finalize, abort]
+    choices: [full, deploy, finalize, abort, remove]
     default: full
   docker_host:
     description:
@@ -519,7 +524,7 @@ def argument_spec():
         stop_timeout=dict(type="int", default=10),
         drain_delay=dict(type="float", default=0),
         keep_images=dict(type="int", default=3),
-        phase=dict(type="str", choices=["full", "deploy", "finalize", "abort"], default="full"),
+        phase=dict(type="str", choices=["full", "deploy", "finalize", "abort", "remove"], default="full"),
         docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
         lock_dir=dict(type="path", default="/run/keel"),
         lock_timeout=dict(type="float", default=300),

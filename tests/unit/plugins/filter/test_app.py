@@ -5,6 +5,8 @@ from ansible_collections.keel.platform.plugins.filter.app import (
     FilterModule,
     app_firewall_rules,
     app_lb_checks,
+    app_removed_check,
+    app_routed_removed,
     app_services_check,
     app_unrouted,
     app_upstream_servers,
@@ -16,7 +18,8 @@ WORKER = {"name": "worker", "image": "reg.example:5000/team/web", "tag": "1.4.2"
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"app_services_check", "app_firewall_rules", "app_upstream_servers", "app_lb_checks", "app_unrouted"}
+    assert set(FilterModule().filters()) == {"app_services_check", "app_firewall_rules", "app_upstream_servers", "app_lb_checks", "app_unrouted",
+                                             "app_removed_check", "app_routed_removed"}
 
 
 def test_a_web_service_and_a_worker_are_completed_with_safe_defaults():
@@ -141,3 +144,18 @@ def test_lb_checks_go_through_the_path_nginx_routes():
     assert checks == [{"name": "web through the load balancer", "type": "http",
                        "url": "https://127.0.0.1:8443/shop/health/ready", "validate_certs": False, "host_header": "lb1"}]
     assert app_unrouted(services, nginx) == ["api"]
+
+
+def test_removed_services_are_names_not_declared_and_not_routed():
+    services = app_services_check([WEB])
+    assert app_removed_check([], services) == [] and app_removed_check(["worker", "old-api"], services) == ["worker", "old-api"]
+    for removed, message in [("worker", "expected a list of service names"),
+                             (["Worker"], r"app_removed_services\[0\]: expected a service name"),
+                             ([{"name": "worker"}], r"app_removed_services\[0\]: expected a service name"),
+                             (["worker", "worker"], r"app_removed_services\[1\]: 'worker' is listed twice"),
+                             (["web"], r"app_removed_services\[0\]: 'web' is still in app_services")]:
+        with pytest.raises(AnsibleFilterError, match=message):
+            app_removed_check(removed, services)
+    nginx = [{"name": "shop", "app_service": "web"}, {"name": "old", "app_service": "old-api"}, {"name": "static", "port": 80}]
+    assert app_routed_removed(["old-api", "worker"], nginx) == ["old (old-api)"]
+    assert app_routed_removed(["worker"], nginx) == [] and app_routed_removed(["worker"], None) == []

@@ -621,3 +621,40 @@ def test_a_failed_gate_record_removes_the_generation_it_could_not_record(api, pa
     exc = fails(params, replicas=1, image="registry.test:5000/shop:2")
     assert "generation 2 passed its gate, but recording that failed" in exc.msg and "it was removed" in exc.msg
     assert exc.result["rolled_back"] is True and api.names() == ["shop-g1-0"]
+
+
+def test_remove_takes_every_generation_its_secrets_and_its_unused_images_then_changes_nothing(api, params, gate, tmp_path):
+    one = run(params, checks=CHECKS, secrets={"token": "fake-token-1"}, user="1000:1000")["image_id"]
+    two = run(params, checks=CHECKS, image="registry.test:5000/shop:2", phase="deploy", secrets={"token": "fake-token-1"},
+              user="1000:1000")["image_id"]
+    # Another service runs the first image: it stays.
+    run(params, service="other", checks=CHECKS, port_base=19000)
+    assert len(api.names()) == 6 and os.path.isdir(str(tmp_path / "secrets" / "shop" / "g2"))
+    preview = run(params, check_mode=True, phase="remove", image=None)
+    assert preview["changed"] and preview["pruned_images"] == [two] and len(api.names()) == 6
+    assert preview["retired"] == ["shop-g1-0", "shop-g1-1", "shop-g2-0", "shop-g2-1"]
+    events = []
+    api.faults["stop"] = lambda cid, **kw: events.append("stop")
+    result = Runner(params(phase="remove", image=None, drain_delay=3), diff=True,
+                    sleep=lambda s: events.append(("sleep", s))).execute()
+    assert result["changed"] and result["retired"] == preview["retired"] and result["pruned_images"] == [two]
+    assert result["endpoints"] == [] and result["generation"] == 0
+    assert events == [("sleep", 3)] + ["stop"] * 4  # drained once, each stopped gracefully
+    assert api.names() == ["other-g1-0", "other-g1-1"] and one in api.images and two not in api.images
+    assert not os.path.exists(str(tmp_path / "secrets" / "shop" / "g1"))
+    assert not os.path.exists(str(tmp_path / "secrets" / "shop" / "g2"))
+    assert result["diff"]["after"] == {"containers": []} and len(result["diff"]["before"]["containers"]) == 4
+    again = run(params, phase="remove", image=None)
+    assert not again["changed"] and again["retired"] == [] and again["pruned_images"] == []
+
+
+def test_remove_cut_short_by_an_engine_error_says_what_is_left_and_the_next_one_finishes(api, params, gate):
+    image_id = run(params, checks=CHECKS)["image_id"]
+    api.faults["remove_container"] = lambda cid, **kw: api_error(500, "engine busy") if api.store[cid]["Name"] == "shop-g1-1" else None
+    exc = fails(params, phase="remove", image=None)
+    assert "removing the containers of shop failed" in exc.msg and "Retired: shop-g1-0" in exc.msg
+    assert "shop-g1-1" in exc.msg and api.names() == ["shop-g1-1"]
+    api.faults.clear()
+    result = run(params, phase="remove", image=None)
+    assert result["changed"] and result["retired"] == ["shop-g1-1"] and api.names() == []
+    assert result["pruned_images"] == [image_id] and image_id not in api.images
