@@ -302,7 +302,7 @@ options:
         Point the load balancer back at those first. A single gated generation is never
         removed, so aborting again changes nothing. Only O(service) and the options of the lock,
         the engine, O(stop_timeout) and O(drain_delay) are used.
-      - V(remove) takes the service off the host: under the lock, every container of it (every
+      - V(remove) takes the service off the host. Under the lock, every container of it (every
         generation, gated or not) is stopped gracefully after O(drain_delay) and removed, with
         its secret files and the images of its deployment history that no other container
         uses (RV(pruned_images)). The load balancers must no longer route to it. Removing again
