@@ -22,8 +22,10 @@ files, never as environment variables):
   DEMO_REDIS_CA_FILE         the CA of Redis' and Sentinel's TLS certificates: TLS on both when set
 PostgreSQL's TLS is in the DSN (sslmode=verify-full&sslrootcert=...), as the postgresql_dsn
 filter writes it.
-The image sets DEMO_VERSION, and DEMO_BROKEN=1 for the lab's deliberately broken version
-(readiness always fails), which the rolling update drill uses.
+The image sets DEMO_VERSION, and DEMO_BROKEN for the lab's deliberately broken versions, which
+the rolling update drill uses: 1, readiness always fails; behind-proxy, readiness fails for a
+request that came through a proxy (X-Forwarded-For) and passes when asked directly, so a
+rollout's own gate passes and the gate through the load balancer fails.
 """
 
 import json
@@ -38,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("DEMO_VERSION", "0")
 BROKEN = os.environ.get("DEMO_BROKEN") == "1"
+UNREADY_BEHIND_PROXY = os.environ.get("DEMO_BROKEN") == "behind-proxy"
 # The app role names the host in KEEL_APP_HOST; the container's own name otherwise.
 HOST = os.environ.get("KEEL_APP_HOST") or socket.gethostname()
 HEARTBEAT = "/tmp/demo-worker-heartbeat"
@@ -95,10 +98,12 @@ def _redis():
         return _REDIS["master"]
 
 
-def ready():
+def ready(headers=None):
     """(ok, details): each configured backend must answer."""
     if BROKEN:
         return False, {"demo": "this version is built broken on purpose"}
+    if UNREADY_BEHIND_PROXY and headers is not None and headers.get("X-Forwarded-For"):
+        return False, {"demo": "this version is built to fail readiness behind a proxy on purpose"}
     details = {}
     if os.environ.get("DEMO_PG_DSN"):
         try:
@@ -134,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/health/live":
             self._send(200, {"status": "live"})
         elif self.path == "/health/ready":
-            ok, details = ready()
+            ok, details = ready(self.headers)
             self._send(200 if ok else 503, {"status": "ready" if ok else "not ready", "checks": details})
         elif self.path == "/version":
             self._send(200, {"version": VERSION, "host": HOST})

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the demo app's images on this machine from the lab base image and save them in one
 # archive that a lab host loads and pushes to the lab registry (nothing comes from a public
-# registry). Versions: 1.0.0, 1.1.0, and 1.2.0-broken (readiness always fails).
+# registry). Versions: 1.0.0, 1.1.0, 1.2.0-broken (readiness always fails) and
+# 1.3.0-unready-behind-proxy (readiness fails for requests through a proxy, passes when asked directly).
 #   demo/build.sh RELEASE OUT.tar [PROXY]
 set -euo pipefail
 release=${1:?release (bookworm or trixie)}
@@ -20,7 +21,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   docker rm "$cid" >/dev/null
 fi
 tags=()
-for spec in 1.0.0:0 1.1.0:0 1.2.0-broken:1; do
+for spec in 1.0.0:0 1.1.0:0 1.2.0-broken:1 1.3.0-unready-behind-proxy:behind-proxy; do
   version=${spec%%:*} broken=${spec##*:}
   docker build -q --network host --build-arg BASE="$base" --build-arg VERSION="$version" \
     --build-arg BROKEN="$broken" --build-arg http_proxy="$proxy" -t "keel-demo:$version" "$here" >&2
