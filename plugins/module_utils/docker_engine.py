@@ -124,7 +124,7 @@ class Engine(object):
                     if p.get("PublicPort"):
                         ports.setdefault(int(p["PrivatePort"]), int(p["PublicPort"]))
             out.append(dict(id=c["Id"], name=(c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/"), labels=labels,
-                            running=c.get("State") == "running", image_id=c.get("ImageID"), ports=ports))
+                            running=c.get("State") == "running", state=c.get("State") or "", image_id=c.get("ImageID"), ports=ports))
         return out
 
     def create(self, spec):

@@ -112,6 +112,9 @@ def numeric_user(user):
     return int(uid), int(gid or 0)
 
 
+REMOVAL_IMAGES = "removing-images"
+
+
 class SecretFiles(object):
     """Secrets as files: ``BASE/SERVICE/gN/NAME``, mode 0400 in a 0500 directory, both owned by
     the container's user, bind-mounted read-only into that generation's containers. ``BASE``
@@ -154,6 +157,38 @@ class SecretFiles(object):
         if not os.path.isdir(self.root):
             return []
         return sorted(int(name[1:]) for name in os.listdir(self.root) if name[:1] == "g" and name[1:].isdigit())
+
+    # A service's removal (container_rollout phase remove) writes down its images before its
+    # containers go: the containers' labels are where the history lives, and a removal cut
+    # short after them would otherwise leave the images behind for good.
+    def removal_images(self):
+        try:
+            with open(os.path.join(self.root, REMOVAL_IMAGES)) as handle:
+                return [line.strip() for line in handle if line.strip().startswith("sha256:")]
+        except (IOError, OSError):
+            return []
+
+    def save_removal_images(self, image_ids):
+        for parent in (self.base, self.root):
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o700)
+            os.chmod(parent, 0o700)
+        path = os.path.join(self.root, REMOVAL_IMAGES)
+        fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, "".join(i + "\n" for i in image_ids).encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(path + ".new", path)
+
+    def forget_removal(self):
+        """The removal is complete: its record goes, and the service's directory if nothing is left in it."""
+        path = os.path.join(self.root, REMOVAL_IMAGES)
+        if os.path.lexists(path):
+            os.remove(path)
+        if os.path.isdir(self.root) and not os.listdir(self.root):
+            os.rmdir(self.root)
 
 
 def ports_in_use(host_ip, ports):

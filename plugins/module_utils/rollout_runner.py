@@ -490,10 +490,14 @@ class Runner(object):
             self.sleep(self.p["drain_delay"])
         done = []
         for c in containers:
+            # A container in its restart back-off (a crashing service: the restart policy) or
+            # paused counts as running to the engine: stopped first, and removed with force,
+            # as the engine refuses it otherwise.
+            stuck = c.get("state") in ("restarting", "paused")
             try:
-                if c["running"]:
+                if c["running"] or stuck:
                     self.engine.stop(c["id"], c["name"], self.p["stop_timeout"])
-                self.engine.remove(c["id"], c["name"])
+                self.engine.remove(c["id"], c["name"], force=stuck)
             except EngineError as exc:
                 self.result["retired"] = sorted(done)
                 what = failure or "generation %d is gated and serving, but retiring the old containers failed" % serving_generation
@@ -594,17 +598,29 @@ class Runner(object):
             found = self.engine.service_containers(service)
         except EngineError as exc:
             self.fail("%s. %s" % (exc, NOTHING_CHANGED), state=False)
-        # Every image the service ran or keeps for a rollback: each container's own and its history.
+        # Every image the service ran or keeps for a rollback: each container's own and its
+        # history, and what a removal cut short wrote down before its containers went.
         history = []
         for c in sorted(found, key=rollout.generation_of, reverse=True):
             for image_id in [c["image_id"]] + rollout.read_history(c["labels"]):
                 if image_id and image_id not in history:
                     history.append(image_id)
+        history += [i for i in self.secret_files.removal_images() if i not in history]
         if found:
             self.result["changed"] = True
+            if not self.check_mode and history:
+                try:
+                    self.secret_files.save_removal_images(history)
+                except OSError as exc:
+                    self.fail("could not write down the images of %s before removing it: %s. %s" % (service, exc, NOTHING_CHANGED))
             self.retire(found, 0, "removing the containers of %s failed" % service)
         try:
             in_use = self.engine.images_in_use(ignore=self.removed_ids if self.check_mode else ())
+            # The images the services that stay are about to run (a new one may use the same).
+            for ref in self.p["protect_images"]:
+                image = self.engine.image(ref)
+                if image is not None:
+                    in_use.add(image["id"])
             for image_id in rollout.images_to_prune(history, in_use, 0):
                 if self.engine.image(image_id) is None:
                     continue
@@ -618,6 +634,10 @@ class Runner(object):
             self.result["changed"] = True
         if not self.check_mode:
             self.clean_secret_dirs()
+            try:
+                self.secret_files.forget_removal()
+            except OSError as exc:
+                self.warn("could not remove the record of the removal of %s: %s" % (service, exc))
         if self.diff:
             self.result["diff"] = dict(before=dict(containers=sorted(c["name"] for c in found)), after=dict(containers=[]))
         return self.result

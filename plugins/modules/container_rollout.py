@@ -310,6 +310,14 @@ options:
     type: str
     choices: [full, deploy, finalize, abort, remove]
     default: full
+  protect_images:
+    description:
+      - With O(phase=remove), images (references or IDs) that are kept even when only the
+        removed service used them, for example the images of the services that stay, which a
+        run may be about to start. Ignored by the other phases.
+    type: list
+    elements: str
+    default: []
   docker_host:
     description:
       - Docker API endpoint.
@@ -528,6 +536,7 @@ def argument_spec():
         docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
         lock_dir=dict(type="path", default="/run/keel"),
         lock_timeout=dict(type="float", default=300),
+        protect_images=dict(type="list", elements="str", default=[]),
     )
     return spec
 

@@ -212,6 +212,10 @@ class FakeAPI(object):
         if c["State"] == "running" and not force:
             raise api_error(409, "You cannot remove a running container %s. Stop the container before attempting removal or force remove"
                             % c["Id"])
+        # As the engine: a container in its restart back-off, or paused, is not removed without force.
+        if c["State"] in ("restarting", "paused") and not force:
+            raise api_error(409, "You cannot remove a %s container %s. Stop the container before attempting removal or force remove"
+                            % (c["State"], c["Id"]))
         del self.store[c["Id"]]
 
     def rename(self, container, name):

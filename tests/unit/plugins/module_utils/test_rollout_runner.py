@@ -658,3 +658,34 @@ def test_remove_cut_short_by_an_engine_error_says_what_is_left_and_the_next_one_
     result = run(params, phase="remove", image=None)
     assert result["changed"] and result["retired"] == ["shop-g1-1"] and api.names() == []
     assert result["pruned_images"] == [image_id] and image_id not in api.images
+
+
+@pytest.mark.parametrize("state", ["restarting", "paused"])
+def test_remove_takes_a_crashing_or_paused_service(api, params, gate, state):
+    # The engine counts both as running and refuses to remove them without force.
+    run(params, checks=CHECKS, replicas=1)
+    api.named("shop-g1-0")["State"] = state
+    result = run(params, phase="remove", image=None)
+    assert result["changed"] and result["retired"] == ["shop-g1-0"] and api.names() == []
+    assert [call[0] for call in api.calls if call[0] in ("stop", "remove_container")] == ["stop", "remove_container"]
+
+
+def test_remove_cut_short_after_its_containers_still_removes_its_images_next_time(api, params, gate, tmp_path):
+    one = run(params, checks=CHECKS, replicas=1)["image_id"]
+    two = run(params, checks=CHECKS, replicas=1, image="registry.test:5000/shop:2")["image_id"]
+    api.faults["remove_image"] = lambda image, **kw: api_error(500, "engine busy")
+    exc = fails(params, phase="remove", image=None)
+    assert "the containers of shop are removed, but removing its images failed" in exc.msg and api.names() == []
+    api.faults.clear()
+    # No container is left to read the history from: the record written before they went is.
+    result = run(params, phase="remove", image=None)
+    assert result["changed"] and sorted(result["pruned_images"]) == sorted([one, two])
+    assert one not in api.images and two not in api.images
+    assert not os.path.exists(str(tmp_path / "secrets" / "shop"))  # the record and the service's directory go
+    assert not run(params, phase="remove", image=None)["changed"]
+
+
+def test_remove_keeps_the_images_of_the_services_that_stay(api, params, gate):
+    run(params, checks=CHECKS, replicas=1)
+    result = run(params, phase="remove", image=None, protect_images=[IMAGE, "registry.test:5000/not-here:1"])
+    assert result["changed"] and result["pruned_images"] == [] and api.refs[IMAGE] in api.images
