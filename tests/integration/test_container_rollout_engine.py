@@ -531,3 +531,30 @@ def test_check_mode_with_pull_always_sees_a_moved_tag(run_module, images, regist
             client.images.remove(ref)
         except docker.errors.ImageNotFound:
             pass
+
+
+def test_remove_takes_every_generation_even_paused_and_keeps_protected_images(run_module, images, service, port_base):
+    import docker
+
+    failed, first = run_module(container_rollout.main, args(images["1"], port_base, replicas=1))
+    assert not failed, first.get("msg")
+    failed, deployed = run_module(container_rollout.main, args(images["2"], port_base, replicas=1, phase="deploy"))
+    assert not failed, deployed.get("msg")
+    # A paused container counts as running to the engine, which refuses to remove it without force.
+    docker.from_env().containers.get("%s-g2-0" % SERVICE).pause()
+    secrets = "/var/lib/keel/container-rollout/secrets/" + SERVICE
+    assert os.path.isdir(secrets)
+    # The test images serve the other tests: protected (what the app role does for the services that stay).
+    keep = [images["1"], images["2"], images["broken"]]
+    remove = dict(service=SERVICE, phase="remove", stop_timeout=2, drain_delay=0, protect_images=keep)
+    failed, preview = run_module(container_rollout.main, dict(remove, _ansible_check_mode=True, _ansible_diff=True))
+    assert not failed and preview["changed"] and preview["retired"] == ["%s-g1-0" % SERVICE, "%s-g2-0" % SERVICE]
+    assert containers() == ["%s-g1-0" % SERVICE, "%s-g2-0" % SERVICE] and preview["diff"]["after"] == {"containers": []}
+    failed, result = run_module(container_rollout.main, remove)
+    assert not failed, result.get("msg")
+    assert result["changed"] and result["retired"] == preview["retired"] and result["pruned_images"] == []
+    assert containers() == [] and not os.path.exists(secrets)
+    for ref in keep:
+        docker.from_env().images.get(ref)  # still there
+    failed, again = run_module(container_rollout.main, remove)
+    assert not failed and not again["changed"]
