@@ -507,22 +507,27 @@ class Runner(object):
         for generation in sorted(set(rollout.generation_of(c) for c in containers)):
             self.remove_secrets(generation)
 
-    def prune(self, history, serving_generation):
-        candidates = history[self.p["keep_images"]:]
+    def prune(self, history, keep, failure, protect=()):
+        """Remove the images of ``history`` past its ``keep`` newest that no container uses (a
+        removed one aside) and that ``protect`` (references or IDs) does not name."""
+        candidates = history[keep:]
         if not candidates:
             return
         try:
             # In check mode the containers a real run would have removed by now do not hold their images.
             in_use = self.engine.images_in_use(ignore=self.removed_ids if self.check_mode else ())
+            for ref in protect:
+                image = self.engine.image(ref)
+                if image is not None:
+                    in_use.add(image["id"])
             present = set(i for i in candidates if self.engine.image(i) is not None)
-            prune = [i for i in rollout.images_to_prune(history, in_use, self.p["keep_images"]) if i in present]
+            prune = [i for i in rollout.images_to_prune(history, in_use, keep) if i in present]
             for image_id in prune:
                 if not self.check_mode:
                     self.engine.remove_image(image_id)
                 self.result["pruned_images"].append(image_id)
         except EngineError as exc:
-            self.fail("generation %d is gated and serving, but pruning old images failed: %s. Removed: %s."
-                      % (serving_generation, exc, ", ".join(self.result["pruned_images"]) or "none"))
+            self.fail("%s: %s. Removed: %s." % (failure, exc, ", ".join(self.result["pruned_images"]) or "none"))
         if self.result["pruned_images"]:
             self.result["changed"] = True
 
@@ -614,24 +619,8 @@ class Runner(object):
                 except OSError as exc:
                     self.fail("could not write down the images of %s before removing it: %s. %s" % (service, exc, NOTHING_CHANGED))
             self.retire(found, 0, "removing the containers of %s failed" % service)
-        try:
-            in_use = self.engine.images_in_use(ignore=self.removed_ids if self.check_mode else ())
-            # The images the services that stay are about to run (a new one may use the same).
-            for ref in self.p["protect_images"]:
-                image = self.engine.image(ref)
-                if image is not None:
-                    in_use.add(image["id"])
-            for image_id in rollout.images_to_prune(history, in_use, 0):
-                if self.engine.image(image_id) is None:
-                    continue
-                if not self.check_mode:
-                    self.engine.remove_image(image_id)
-                self.result["pruned_images"].append(image_id)
-        except EngineError as exc:
-            self.fail("the containers of %s are removed, but removing its images failed: %s. Removed: %s."
-                      % (service, exc, ", ".join(self.result["pruned_images"]) or "none"))
-        if self.result["pruned_images"]:
-            self.result["changed"] = True
+        # Not the images the services that stay run or are about to run (a new one may use the same).
+        self.prune(history, 0, "the containers of %s are removed, but removing its images failed" % service, self.p["protect_images"])
         if not self.check_mode:
             self.clean_secret_dirs()
             try:
@@ -691,7 +680,7 @@ class Runner(object):
                 self.result["changed"] = True
                 self.retire([names[n] for n in plan["retire"]], self.result["generation"])
         if p["phase"] != "deploy" and image_id:
-            self.prune(history, self.result["generation"])
+            self.prune(history, p["keep_images"], "generation %d is gated and serving, but pruning old images failed" % self.result["generation"])
         if not self.check_mode:
             self.clean_secret_dirs()
         if self.diff:
