@@ -214,7 +214,7 @@ def app_removed_check(removed, services, var_name="app_removed_services"):
     """The names of the services to take off the app hosts (app_removed_services), checked
     against the checked app_services: distinct names, none still declared."""
     if not isinstance(removed, list):
-        _fail(var_name, "expected a list of service names")
+        _fail(var_name, "expected a list of service names, got %r" % (removed,))
     declared = set(s["name"] for s in services)
     seen = set()
     for index, name in enumerate(removed):
