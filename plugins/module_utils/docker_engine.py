@@ -97,9 +97,29 @@ class Engine(object):
         return (data.get("Descriptor") or {}).get("digest")
 
     def remove_image(self, image_id):
-        """Remove an image; False when it was already gone."""
+        """Remove an image; False when it was already gone.
+
+        The engine refuses to remove by ID an image named in more than one repository (say
+        ``registry/shop:2`` and ``registry/shop-worker:2``) unless forced, and force would also
+        take an image a stopped container was just created from. So such an image loses its
+        names one by one (the last one removes it), and only then goes by ID if still there."""
         try:
-            self._call("remove image %s" % image_id, "remove_image", image_id)
+            data = self._call("inspect image %s" % image_id, "inspect_image", image_id)
+        except EngineError as exc:
+            if exc.not_found:
+                return False
+            raise
+        names = [n for n in (data.get("RepoTags") or []) + (data.get("RepoDigests") or []) if not n.startswith("<none>")]
+        if len(set(rollout.parse_image(n)[0] for n in names)) > 1:
+            for name in names:
+                self._remove_image_ref(name)
+            self._remove_image_ref(image_id)
+            return True
+        return self._remove_image_ref(image_id)
+
+    def _remove_image_ref(self, ref):
+        try:
+            self._call("remove image %s" % ref, "remove_image", ref)
         except EngineError as exc:
             if exc.not_found:
                 return False

@@ -14,6 +14,8 @@ import itertools
 import docker.errors
 import docker.types
 
+from ansible_collections.keel.platform.plugins.module_utils.rollout import parse_image
+
 API_VERSION = "1.41"
 
 
@@ -227,8 +229,20 @@ class FakeAPI(object):
 
     def remove_image(self, image, **_kw):
         self._fault("remove_image", image)
+        if image in self.refs and image not in self.images:  # a name: untagged; the last one takes the image
+            iid = self.refs.pop(image)
+            data = self.images[iid]
+            for key in ("RepoTags", "RepoDigests"):
+                if image in data[key]:
+                    data[key].remove(image)
+            if data["RepoTags"] or data["RepoDigests"]:
+                return [{"Untagged": image}]
+            image = iid
         if image not in self.images:
             raise api_error(404, "No such image: %s" % image, docker.errors.ImageNotFound)
+        names = self.images[image]["RepoTags"] + self.images[image]["RepoDigests"]
+        if len(set(parse_image(n)[0] for n in names)) > 1:
+            raise api_error(409, "conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories" % image[7:19])
         if any(c["ImageID"] == image for c in self.store.values()):
             raise api_error(409, "conflict: unable to delete %s (cannot be forced) - image is being used by running container" % image[7:19])
         del self.images[image]

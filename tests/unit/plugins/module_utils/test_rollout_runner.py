@@ -549,6 +549,18 @@ def test_check_mode_reports_the_images_of_retired_containers_as_pruned(api, para
     assert preview["pruned_images"] == real["pruned_images"] == [first]
 
 
+def test_an_image_named_in_two_repositories_is_pruned_name_by_name(api, params, gate):
+    # The engine refuses to remove such an image by ID without force (409): before its names went
+    # one by one, finalize failed after the switch over an old image.
+    first = run(params, checks=CHECKS, keep_images=1)["image_id"]
+    other = "registry.test:5000/shop-worker:1"
+    api.images[first]["RepoTags"].append(other)
+    api.refs[other] = first
+    result = run(params, checks=CHECKS, keep_images=1, image="registry.test:5000/shop:2")
+    assert result["pruned_images"] == [first] and first not in api.images
+    assert IMAGE not in api.refs and other not in api.refs
+
+
 def test_drain_delay_comes_between_the_gate_and_the_stop(api, params, gate):
     run(params, replicas=1)
     events = []
