@@ -64,14 +64,20 @@ class Engine(object):
         self._call("ping the engine", "ping")
 
     # --- images ----------------------------------------------------------------------------------
-    def image(self, ref):
-        """``{id, repo_digests, user}`` of a local image, or None when it is not present."""
+    def _inspect_image(self, ref):
+        """The engine's inspect data of a local image, or None when it is not present."""
         try:
-            data = self._call("inspect image %s" % ref, "inspect_image", ref)
+            return self._call("inspect image %s" % ref, "inspect_image", ref)
         except EngineError as exc:
             if exc.not_found:
                 return None
             raise
+
+    def image(self, ref):
+        """``{id, repo_digests, user}`` of a local image, or None when it is not present."""
+        data = self._inspect_image(ref)
+        if data is None:
+            return None
         return dict(id=data["Id"], repo_digests=list(data.get("RepoDigests") or []), user=(data.get("Config") or {}).get("User") or "")
 
     def login(self, registry, username, password):
@@ -103,12 +109,9 @@ class Engine(object):
         ``registry/shop:2`` and ``registry/shop-worker:2``) unless forced, and force would also
         take an image a stopped container was just created from. So such an image loses its
         names one by one (the last one removes it), and only then goes by ID if still there."""
-        try:
-            data = self._call("inspect image %s" % image_id, "inspect_image", image_id)
-        except EngineError as exc:
-            if exc.not_found:
-                return False
-            raise
+        data = self._inspect_image(image_id)
+        if data is None:
+            return False
         names = [n for n in (data.get("RepoTags") or []) + (data.get("RepoDigests") or []) if not n.startswith("<none>")]
         if len(set(rollout.parse_image(n)[0] for n in names)) > 1:
             for name in names:
