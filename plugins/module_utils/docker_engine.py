@@ -25,6 +25,19 @@ NANO = 1000000000
 API_TIMEOUT = 60
 
 
+def names_of(image):
+    """An image's names (tags, then digest references), without the ``<none>`` placeholders."""
+    return [n for n in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []) if not n.startswith("<none>")]
+
+
+def single_reference(tags, digests):
+    """Whether the engine removes an image with these names by ID without force: at most one
+    tag, and every name in one repository (moby's rule for an image delete by ID)."""
+    tags = [t for t in tags or [] if not t.startswith("<none>")]
+    digests = [d for d in digests or [] if not d.startswith("<none>")]
+    return len(tags) <= 1 and len(set(rollout.parse_image(n)[0] for n in tags + digests)) <= 1
+
+
 class EngineError(Exception):
     """A Docker API call failed. ``status`` is the HTTP status when the engine answered."""
 
@@ -105,19 +118,22 @@ class Engine(object):
     def remove_image(self, image_id):
         """Remove an image; False when it was already gone.
 
-        The engine refuses to remove by ID an image named in more than one repository (say
-        ``registry/shop:2`` and ``registry/shop-worker:2``) unless forced, and force would also
-        take an image a stopped container was just created from. So such an image loses its
-        names one by one (the last one removes it), and only then goes by ID if still there."""
+        The engine removes an image by ID, names and all, only when it has at most one tag and
+        all its names are in one repository; otherwise it refuses unless forced (409), and force
+        would also take an image a stopped container was just created from. So such an image
+        (``registry/shop:2`` also tagged ``registry/shop:stable``) loses its names one by one,
+        each checked to still name this image just before (a pull may have moved it), and the
+        last one removes it."""
         data = self._inspect_image(image_id)
         if data is None:
             return False
-        names = [n for n in (data.get("RepoTags") or []) + (data.get("RepoDigests") or []) if not n.startswith("<none>")]
-        if len(set(rollout.parse_image(n)[0] for n in names)) > 1:
-            for name in names:
-                self._remove_image_ref(name)
-            self._remove_image_ref(image_id)
-            return True
+        if not single_reference(data.get("RepoTags"), data.get("RepoDigests")):
+            for name in names_of(data):
+                current = self._inspect_image(name)
+                if current is not None and current.get("Id") == data.get("Id"):
+                    self._remove_image_ref(name)
+            if self._inspect_image(image_id) is None:
+                return True
         return self._remove_image_ref(image_id)
 
     def _remove_image_ref(self, ref):
@@ -128,6 +144,17 @@ class Engine(object):
                 return False
             raise
         return True
+
+    def images_kept_by_other_services(self, service):
+        """Image IDs that the containers of every rollout service but ``service`` run or keep in
+        their deployment history (their rollback images)."""
+        kept = set()
+        for c in self._call("list the rollout's containers", "containers", all=True, filters={"label": rollout.LABEL_SERVICE}):
+            labels = c.get("Labels") or {}
+            if labels.get(rollout.LABEL_SERVICE) != service:
+                kept.add(c.get("ImageID"))
+                kept.update(rollout.read_history(labels))
+        return kept
 
     def images_in_use(self, ignore=()):
         """Image IDs of the host's containers, leaving out the containers whose IDs are in ``ignore``."""

@@ -509,13 +509,17 @@ class Runner(object):
 
     def prune(self, history, keep, failure, protect=()):
         """Remove the images of ``history`` past its ``keep`` newest that no container uses (a
-        removed one aside) and that ``protect`` (references or IDs) does not name."""
+        removed one aside), that no other service keeps in its history, and that ``protect``
+        (references or IDs) does not name."""
         candidates = history[keep:]
         if not candidates:
             return
         try:
             # In check mode the containers a real run would have removed by now do not hold their images.
             in_use = self.engine.images_in_use(ignore=self.removed_ids if self.check_mode else ())
+            # Another service may have run the same image (under its own name): it stays while that
+            # service keeps it for a rollback; that service's own prune removes it in time.
+            in_use |= self.engine.images_kept_by_other_services(self.p["service"])
             for ref in protect:
                 image = self.engine.image(ref)
                 if image is not None:

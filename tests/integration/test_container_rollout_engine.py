@@ -140,9 +140,11 @@ def test_old_images_beyond_keep_images_are_pruned(run_module, service, port_base
     client = docker.from_env()
     refs = build_images({"p1": True, "p2": True, "p3": True})
     ids = dict((tag, client.images.get(ref).id) for tag, ref in refs.items())
-    # p1 is also named in another repository: the engine refuses to remove it by ID without force.
-    other = "keel-it-other-repository:p1"
-    client.images.get(refs["p1"]).tag(other)
+    # p1 has a second tag and a name in another repository: the engine refuses to remove it by ID
+    # without force (either alone is enough).
+    others = [refs["p1"] + "-stable", "keel-it-other-repository:p1"]
+    for other in others:
+        client.images.get(refs["p1"]).tag(other)
     for tag in ("p1", "p2"):
         failed, result = run_module(container_rollout.main, args(refs[tag], port_base, replicas=1, keep_images=2))
         assert not failed, result.get("msg")
@@ -150,7 +152,7 @@ def test_old_images_beyond_keep_images_are_pruned(run_module, service, port_base
     assert not failed, result.get("msg")
     # The service ran p1, p2, p3: with keep_images 2, p1 goes; p2 and p3 stay (whatever their build times).
     assert result["pruned_images"] == [ids["p1"]]
-    for gone in (ids["p1"], other):
+    for gone in [ids["p1"]] + others:
         with pytest.raises(docker.errors.ImageNotFound):
             client.images.get(gone)
     assert client.images.get(ids["p3"]).id == ids["p3"] and client.images.get(ids["p2"]).id == ids["p2"]

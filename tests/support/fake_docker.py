@@ -129,8 +129,8 @@ class FakeAPI(object):
         out = []
         for c in self.store.values():
             if wanted:
-                key, _sep, value = wanted.partition("=")
-                if c["Labels"].get(key) != value:
+                key, sep, value = wanted.partition("=")
+                if key not in c["Labels"] or (sep and c["Labels"][key] != value):
                     continue
             if not all and c["State"] != "running":
                 continue
@@ -228,20 +228,34 @@ class FakeAPI(object):
         c["Name"] = name
 
     def remove_image(self, image, **_kw):
+        """The engine's rules: a name is untagged (refused first if it is the last name of an
+        image a container uses; a repository's last tag takes that repository's digest names
+        with it) and the last name removes the image; by ID, an image with more than one tag or
+        names in several repositories is refused without force."""
         self._fault("remove_image", image)
-        if image in self.refs and image not in self.images:  # a name: untagged; the last one takes the image
-            iid = self.refs.pop(image)
+        if image in self.refs and image not in self.images:
+            iid = self.refs[image]
             data = self.images[iid]
+            names = data["RepoTags"] + data["RepoDigests"]
+            if len(names) == 1 and any(c["ImageID"] == iid for c in self.store.values()):
+                raise api_error(409, "conflict: unable to remove repository reference \"%s\" (must force) - container is using its referenced image %s" % (image, iid[7:19]))
             for key in ("RepoTags", "RepoDigests"):
                 if image in data[key]:
                     data[key].remove(image)
+            del self.refs[image]
+            repository = parse_image(image)[0]
+            if "@" not in image and not any(parse_image(t)[0] == repository for t in data["RepoTags"]):
+                for digest in [d for d in data["RepoDigests"] if parse_image(d)[0] == repository]:
+                    data["RepoDigests"].remove(digest)
+                    self.refs.pop(digest, None)
             if data["RepoTags"] or data["RepoDigests"]:
                 return [{"Untagged": image}]
             image = iid
         if image not in self.images:
             raise api_error(404, "No such image: %s" % image, docker.errors.ImageNotFound)
-        names = self.images[image]["RepoTags"] + self.images[image]["RepoDigests"]
-        if len(set(parse_image(n)[0] for n in names)) > 1:
+        data = self.images[image]
+        # moby's isSingleReference, written out here apart from the adapter's copy of the rule.
+        if len(data["RepoTags"]) > 1 or len(set(parse_image(n)[0] for n in data["RepoTags"] + data["RepoDigests"])) > 1:
             raise api_error(409, "conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories" % image[7:19])
         if any(c["ImageID"] == image for c in self.store.values()):
             raise api_error(409, "conflict: unable to delete %s (cannot be forced) - image is being used by running container" % image[7:19])

@@ -549,16 +549,46 @@ def test_check_mode_reports_the_images_of_retired_containers_as_pruned(api, para
     assert preview["pruned_images"] == real["pruned_images"] == [first]
 
 
-def test_an_image_named_in_two_repositories_is_pruned_name_by_name(api, params, gate):
-    # The engine refuses to remove such an image by ID without force (409): before its names went
-    # one by one, finalize failed after the switch over an old image.
+@pytest.mark.parametrize("other", ["registry.test:5000/shop:stable", "registry.test:5000/shop-tools:1"])
+def test_an_image_with_several_names_is_pruned_name_by_name(api, params, gate, other):
+    # The engine refuses to remove by ID an image with two tags, or names in two repositories,
+    # without force (409): before its names went one by one, finalize failed after the switch.
     first = run(params, checks=CHECKS, keep_images=1)["image_id"]
-    other = "registry.test:5000/shop-worker:1"
     api.images[first]["RepoTags"].append(other)
     api.refs[other] = first
     result = run(params, checks=CHECKS, keep_images=1, image="registry.test:5000/shop:2")
     assert result["pruned_images"] == [first] and first not in api.images
     assert IMAGE not in api.refs and other not in api.refs
+
+
+def test_a_name_moved_to_another_image_is_not_untagged(api, params, gate):
+    first = run(params, checks=CHECKS, keep_images=1)["image_id"]
+    other = "registry.test:5000/shop:stable"
+    api.images[first]["RepoTags"].append(other)
+    api.refs[other] = first
+    moved = api.add_image("registry.test:5000/shop:moved")
+
+    def move(ref):  # a pull elsewhere moves shop:stable to another image after the first look
+        if ref == IMAGE:
+            api.images[first]["RepoTags"].remove(other)
+            api.images[moved]["RepoTags"].append(other)
+            api.refs[other] = moved
+    api.faults["remove_image"] = move
+    result = run(params, checks=CHECKS, keep_images=1, image="registry.test:5000/shop:2")
+    assert result["pruned_images"] == [first] and first not in api.images
+    assert api.refs[other] == moved and moved in api.images
+
+
+def test_an_image_another_service_keeps_for_rollback_is_not_pruned(api, params, gate):
+    # The worker ran shop:1 under its own name and keeps it in its history: shop's prune leaves it.
+    first = run(params, checks=CHECKS, keep_images=1)["image_id"]
+    worker = "registry.test:5000/shop-worker:1"
+    api.images[first]["RepoTags"].append(worker)
+    api.refs[worker] = first
+    run(params, service="worker", image=worker, replicas=1, port_base=19000, keep_images=3)
+    run(params, service="worker", image="registry.test:5000/shop:2", replicas=1, port_base=19000, keep_images=3)
+    result = run(params, checks=CHECKS, keep_images=1, image="registry.test:5000/shop:2")
+    assert result["pruned_images"] == [] and first in api.images and api.refs[worker] == first
 
 
 def test_drain_delay_comes_between_the_gate_and_the_stop(api, params, gate):
