@@ -238,7 +238,8 @@ class FakeAPI(object):
             data = self.images[iid]
             names = data["RepoTags"] + data["RepoDigests"]
             if len(names) == 1 and any(c["ImageID"] == iid for c in self.store.values()):
-                raise api_error(409, "conflict: unable to remove repository reference \"%s\" (must force) - container is using its referenced image %s" % (image, iid[7:19]))
+                raise api_error(409, "conflict: unable to remove repository reference \"%s\" (must force) - container is using"
+                                     " its referenced image %s" % (image, iid[7:19]))
             for key in ("RepoTags", "RepoDigests"):
                 if image in data[key]:
                     data[key].remove(image)
