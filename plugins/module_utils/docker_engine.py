@@ -66,6 +66,7 @@ def connect(base_url, timeout=API_TIMEOUT):
 class Engine(object):
     def __init__(self, api):
         self.api = api
+        self.untagged = []  # names remove_image took off images, in order
 
     def _call(self, operation, method, *args, **kwargs):
         try:
@@ -130,8 +131,8 @@ class Engine(object):
         if not single_reference(data.get("RepoTags"), data.get("RepoDigests")):
             for name in names_of(data):
                 current = self._inspect_image(name)
-                if current is not None and current.get("Id") == data.get("Id"):
-                    self._remove_image_ref(name)
+                if current is not None and current.get("Id") == data.get("Id") and self._remove_image_ref(name):
+                    self.untagged.append(name)
             if self._inspect_image(image_id) is None:
                 return True
         return self._remove_image_ref(image_id)
@@ -146,14 +147,14 @@ class Engine(object):
         return True
 
     def images_kept_by_other_services(self, service):
-        """Image IDs that the containers of every rollout service but ``service`` run or keep in
-        their deployment history (their rollback images)."""
+        """Image IDs that the containers of every rollout service but ``service`` run or keep
+        for a rollback (the newest ``keep_images`` of their history, as their labels say)."""
         kept = set()
         for c in self._call("list the rollout's containers", "containers", all=True, filters={"label": rollout.LABEL_SERVICE}):
             labels = c.get("Labels") or {}
             if labels.get(rollout.LABEL_SERVICE) != service:
                 kept.add(c.get("ImageID"))
-                kept.update(rollout.read_history(labels))
+                kept.update(rollout.kept_history(labels))
         return kept
 
     def images_in_use(self, ignore=()):

@@ -35,6 +35,10 @@ LABEL_IMAGE = "keel.rollout.image"
 # Image IDs the service has run, newest first: what "previous images" means for pruning.
 LABEL_HISTORY = "keel.rollout.image-history"
 HISTORY_LIMIT = 20
+# How many images of its history the service keeps (keep_images when its containers were made;
+# the module's default for containers made before the label).
+LABEL_KEEP = "keel.rollout.keep-images"
+DEFAULT_KEEP = 3
 PENDING_SUFFIX = "-pending"
 
 PLACEHOLDER = re.compile(r"\{(host|port)\}")
@@ -299,6 +303,15 @@ def plan(containers, service, desired_hash, replicas, phase="full"):
 def read_history(labels):
     value = (labels or {}).get(LABEL_HISTORY, "")
     return [i for i in value.split(",") if i]
+
+
+def kept_history(labels):
+    """The images of a container's history that its service keeps for a rollback."""
+    try:
+        keep = int((labels or {}).get(LABEL_KEEP) or DEFAULT_KEEP)
+    except ValueError:
+        keep = DEFAULT_KEEP
+    return read_history(labels)[:max(keep, 1)]
 
 
 def next_history(history, image_id, limit=HISTORY_LIMIT):

@@ -287,7 +287,7 @@ class Runner(object):
         labels.update({rollout.LABEL_SERVICE: p["service"], rollout.LABEL_GENERATION: str(generation),
                        rollout.LABEL_INDEX: str(member["index"]), rollout.LABEL_SLOT: str(slot), rollout.LABEL_HASH: config_hash,
                        rollout.LABEL_HISTORY: ",".join(history), rollout.LABEL_PORTS: rollout.format_ports(member["ports"]),
-                       rollout.LABEL_IMAGE: p["image"]})
+                       rollout.LABEL_IMAGE: p["image"], rollout.LABEL_KEEP: str(p["keep_images"])})
         env = dict((k, str(v)) for k, v in p["env"].items())
         env.update((k, str(v)) for k, v in p["secret_env"].items())
         binds = list(p["volumes"])
@@ -518,7 +518,8 @@ class Runner(object):
             # In check mode the containers a real run would have removed by now do not hold their images.
             in_use = self.engine.images_in_use(ignore=self.removed_ids if self.check_mode else ())
             # Another service may have run the same image (under its own name): it stays while that
-            # service keeps it for a rollback; that service's own prune removes it in time.
+            # service keeps it for a rollback (its keep_images newest), and goes with whichever
+            # service's prune comes after it dropped out of both.
             in_use |= self.engine.images_kept_by_other_services(self.p["service"])
             for ref in protect:
                 image = self.engine.image(ref)
@@ -531,7 +532,11 @@ class Runner(object):
                     self.engine.remove_image(image_id)
                 self.result["pruned_images"].append(image_id)
         except EngineError as exc:
-            self.fail("%s: %s. Removed: %s." % (failure, exc, ", ".join(self.result["pruned_images"]) or "none"))
+            untagged = self.engine.untagged
+            if untagged:  # names went from an image that stays: a change, said as one
+                self.result["changed"] = True
+            self.fail("%s: %s. Removed: %s%s." % (failure, exc, ", ".join(self.result["pruned_images"]) or "none",
+                                                  "; names removed: %s" % ", ".join(untagged) if untagged else ""))
         if self.result["pruned_images"]:
             self.result["changed"] = True
 

@@ -236,8 +236,10 @@ class FakeAPI(object):
         if image in self.refs and image not in self.images:
             iid = self.refs[image]
             data = self.images[iid]
-            names = data["RepoTags"] + data["RepoDigests"]
-            if len(names) == 1 and any(c["ImageID"] == iid for c in self.store.values()):
+            # moby refuses to untag a name of an image a container uses when the image is a single
+            # reference (at most one tag, every name in one repository).
+            single = len(data["RepoTags"]) <= 1 and len(set(parse_image(n)[0] for n in data["RepoTags"] + data["RepoDigests"])) <= 1
+            if single and any(c["ImageID"] == iid for c in self.store.values()):
                 raise api_error(409, "conflict: unable to remove repository reference \"%s\" (must force) - container is using"
                                      " its referenced image %s" % (image, iid[7:19]))
             for key in ("RepoTags", "RepoDigests"):

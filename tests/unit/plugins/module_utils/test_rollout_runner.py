@@ -591,6 +591,34 @@ def test_an_image_another_service_keeps_for_rollback_is_not_pruned(api, params, 
     assert result["pruned_images"] == [] and first in api.images and api.refs[worker] == first
 
 
+def test_images_two_services_run_are_pruned_once_both_stopped_keeping_them(api, params, gate):
+    # Each service protects only what the other keeps (its keep_images newest): protecting the
+    # other's whole history kept every shared image for ever.
+    refs = ["registry.test:5000/shop:%d" % n for n in range(1, 7)]
+    for ref in refs[2:]:
+        api.add_image(ref)
+    ids = [api.refs[ref] for ref in refs]
+    for ref in refs:
+        run(params, image=ref, replicas=1, keep_images=2)
+        run(params, service="worker", image=ref, replicas=1, port_base=19000, keep_images=2)
+    assert [i in api.images for i in ids] == [False] * 4 + [True] * 2
+
+
+def test_names_taken_off_an_image_that_then_stays_are_reported_as_a_change(api, params, gate):
+    first = run(params, checks=CHECKS, keep_images=1)["image_id"]
+    other = "registry.test:5000/shop:stable"
+    api.images[first]["RepoTags"].append(other)
+    api.refs[other] = first
+
+    def refuse_second(ref):  # the second name cannot go (an engine error of any kind)
+        if ref == other:
+            return api_error(500, "the engine is busy")
+    api.faults["remove_image"] = refuse_second
+    exc = fails(params, checks=CHECKS, keep_images=1, image="registry.test:5000/shop:2")
+    assert exc.result["changed"] and "names removed: %s" % IMAGE in exc.msg
+    assert IMAGE not in api.refs and api.refs[other] == first
+
+
 def test_drain_delay_comes_between_the_gate_and_the_stop(api, params, gate):
     run(params, replicas=1)
     events = []
