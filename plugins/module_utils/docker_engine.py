@@ -30,12 +30,12 @@ def names_of(image):
     return [n for n in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []) if not n.startswith("<none>")]
 
 
-def single_reference(tags, digests):
-    """Whether the engine removes an image with these names by ID without force: at most one
+def single_reference(image):
+    """Whether the engine removes this image (inspect data) by ID without force: at most one
     tag, and every name in one repository (moby's rule for an image delete by ID)."""
-    tags = [t for t in tags or [] if not t.startswith("<none>")]
-    digests = [d for d in digests or [] if not d.startswith("<none>")]
-    return len(tags) <= 1 and len(set(rollout.parse_image(n)[0] for n in tags + digests)) <= 1
+    names = names_of(image)
+    tags = [n for n in names if "@" not in n]
+    return len(tags) <= 1 and len(set(rollout.parse_image(n)[0] for n in names)) <= 1
 
 
 class EngineError(Exception):
@@ -128,7 +128,7 @@ class Engine(object):
         data = self._inspect_image(image_id)
         if data is None:
             return False
-        if not single_reference(data.get("RepoTags"), data.get("RepoDigests")):
+        if not single_reference(data):
             for name in names_of(data):
                 current = self._inspect_image(name)
                 if current is not None and current.get("Id") == data.get("Id") and self._remove_image_ref(name):

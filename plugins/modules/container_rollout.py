@@ -288,9 +288,8 @@ options:
       - How many of the images this service most recently ran to keep (the current one included).
         Images it ran before those are removed unless a container uses them or another service
         keeps them for its rollback (the O(keep_images) newest of its history, recorded in its
-        containers' labels). Images the service
-        never ran are never removed. An image with several names loses each of them that still
-        names it, then goes.
+        containers' labels). Images the service never ran are never removed. An image with
+        several names loses each of them that still names it, then goes.
     type: int
     default: 3
   phase:

@@ -228,10 +228,10 @@ class FakeAPI(object):
         c["Name"] = name
 
     def remove_image(self, image, **_kw):
-        """The engine's rules: a name is untagged (refused first if it is the last name of an
-        image a container uses; a repository's last tag takes that repository's digest names
-        with it) and the last name removes the image; by ID, an image with more than one tag or
-        names in several repositories is refused without force."""
+        """The engine's rules: a name is untagged (refused first when a container uses the image
+        and it is a single reference; a repository's last tag takes that repository's digest
+        names with it) and the last name removes the image; by ID, an image with more than one
+        tag or names in several repositories is refused without force."""
         self._fault("remove_image", image)
         if image in self.refs and image not in self.images:
             iid = self.refs[image]
